@@ -1,0 +1,180 @@
+package atauthtest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+func (n *Network) pdsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/oauth-protected-resource", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"resource":                 n.PDSURL(),
+			"authorization_servers":    []string{n.IssuerURL()},
+			"scopes_supported":         []string{},
+			"bearer_methods_supported": []string{"header"},
+		})
+	})
+	mux.HandleFunc("GET /.well-known/atproto-did", n.handleAtprotoDID)
+	mux.HandleFunc("GET /xrpc/com.atproto.identity.resolveHandle", n.handleResolveHandle)
+	mux.HandleFunc("GET /xrpc/com.atproto.server.getSession", n.handleGetSession)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/xrpc/") {
+			writeXRPCError(w, http.StatusNotImplemented, "MethodNotImplemented", "method not implemented: "+r.URL.Path)
+			return
+		}
+		writeXRPCError(w, http.StatusNotFound, "NotFound", "not found: "+r.URL.Path)
+	})
+	return mux
+}
+
+func writeXRPCError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"error": code, "message": msg})
+}
+
+// handleAtprotoDID answers the HTTPS well-known handle resolution, keyed by
+// the Host header as a PDS serving many handles does.
+func (n *Network) handleAtprotoDID(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	n.mu.Lock()
+	a := n.byHandle[strings.ToLower(host)]
+	n.mu.Unlock()
+	if a == nil {
+		http.Error(w, "no user by that name", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, a.DID)
+}
+
+func (n *Network) handleResolveHandle(w http.ResponseWriter, r *http.Request) {
+	handle := r.URL.Query().Get("handle")
+	if handle == "" {
+		writeXRPCError(w, http.StatusBadRequest, "InvalidRequest", `Error: Params must have the property "handle"`)
+		return
+	}
+	n.mu.Lock()
+	a := n.byHandle[strings.ToLower(handle)]
+	n.mu.Unlock()
+	if a == nil {
+		writeXRPCError(w, http.StatusBadRequest, "InvalidRequest", "Unable to resolve handle")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"did": a.DID})
+}
+
+// authError is a failed check of a request to the PDS.
+type authError struct {
+	code, desc string
+}
+
+func (e *authError) Error() string { return "atauthtest: pds: " + e.code + ": " + e.desc }
+
+// writeAuthError answers 401 with the RFC 9449 WWW-Authenticate challenge.
+func (n *Network) writeAuthError(w http.ResponseWriter, e *authError) {
+	if e.code == "use_dpop_nonce" {
+		n.mu.Lock()
+		w.Header().Set("DPoP-Nonce", n.pdsNonce.current(n))
+		n.mu.Unlock()
+	}
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`DPoP algs="ES256", error=%q, error_description=%q`, e.code, e.desc))
+	writeXRPCError(w, http.StatusUnauthorized, e.code, e.desc)
+}
+
+type accessClaims struct {
+	Iss      string `json:"iss"`
+	Sub      string `json:"sub"`
+	Aud      string `json:"aud"`
+	Scope    string `json:"scope"`
+	ClientID string `json:"client_id"`
+	Exp      int64  `json:"exp"`
+	JTI      string `json:"jti"`
+	Cnf      struct {
+		JKT string `json:"jkt"`
+	} `json:"cnf"`
+}
+
+// authenticate checks a DPoP-bound access token the way an ATProto resource
+// server does, and returns the account it grants.
+func (n *Network) authenticate(r *http.Request) (*account, error) {
+	authz := r.Header.Get("Authorization")
+	scheme, token, _ := strings.Cut(authz, " ")
+	if !strings.EqualFold(scheme, "DPoP") || token == "" {
+		return nil, &authError{code: "invalid_token", desc: `an "Authorization: DPoP <token>" header is required`}
+	}
+	proof, present, err := n.checkDPoP(r, n.PDSURL(), &n.pdsNonce, "pds:", token)
+	if err != nil {
+		var de *dpopError
+		if errors.As(err, &de) {
+			return nil, &authError{code: de.code(), desc: de.desc}
+		}
+		return nil, err
+	}
+	if !present {
+		return nil, &authError{code: "invalid_dpop_proof", desc: "DPoP proof required"}
+	}
+	payload, err := jws.Verify([]byte(token), jws.WithKey(jwa.ES256, n.publicKey))
+	if err != nil {
+		return nil, &authError{code: "invalid_token", desc: "the access token signature is invalid"}
+	}
+	var c accessClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, &authError{code: "invalid_token", desc: "the access token claims are malformed"}
+	}
+	now := n.cfg.now()
+	switch {
+	case c.Iss != n.IssuerURL():
+		return nil, &authError{code: "invalid_token", desc: "the access token has the wrong issuer"}
+	case c.Aud != n.PDSURL():
+		return nil, &authError{code: "invalid_token", desc: "the access token has the wrong audience"}
+	case !now.Before(time.Unix(c.Exp, 0)):
+		return nil, &authError{code: "invalid_token", desc: "\"exp\" claim timestamp check failed"}
+	case c.Cnf.JKT == "" || c.Cnf.JKT != proof.jkt:
+		return nil, &authError{code: "invalid_token", desc: "Invalid DPoP key binding"}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	rec := n.accessTokens[token]
+	switch {
+	case rec == nil:
+		return nil, &authError{code: "invalid_token", desc: "unknown access token"}
+	case rec.expired:
+		return nil, &authError{code: "invalid_token", desc: "\"exp\" claim timestamp check failed"}
+	case !rec.grant.alive(now):
+		return nil, &authError{code: "invalid_token", desc: "the grant of this token has ended"}
+	}
+	a := n.byDID[c.Sub]
+	if a == nil {
+		return nil, &authError{code: "invalid_token", desc: "unknown account"}
+	}
+	return a, nil
+}
+
+func (n *Network) handleGetSession(w http.ResponseWriter, r *http.Request) {
+	a, err := n.authenticate(r)
+	if err != nil {
+		var ae *authError
+		if errors.As(err, &ae) {
+			n.writeAuthError(w, ae)
+			return
+		}
+		writeXRPCError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"did":    a.DID,
+		"handle": a.Handle,
+		"active": true,
+	})
+}
