@@ -48,7 +48,7 @@ func (c *countingTransport) reset() []string {
 // testApp is a host app with atauth mounted, signed in against an atauthtest
 // network.
 type testApp struct {
-	t     *testing.T
+	t     testing.TB
 	net   *atauthtest.Network
 	m     *atauth.Manager
 	store *memstore.Store
@@ -61,7 +61,7 @@ type testApp struct {
 
 type appOption func(*atauth.Config)
 
-func confidential(t *testing.T) appOption {
+func confidential(t testing.TB) appOption {
 	return func(c *atauth.Config) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -71,7 +71,7 @@ func confidential(t *testing.T) appOption {
 	}
 }
 
-func newTestApp(t *testing.T, opts ...appOption) *testApp {
+func newTestApp(t testing.TB, opts ...appOption) *testApp {
 	t.Helper()
 	n := atauthtest.NewNetwork(t)
 	alice, err := n.CreateAccount("alice.test", "alice-pw")
@@ -132,7 +132,7 @@ func newTestApp(t *testing.T, opts ...appOption) *testApp {
 // browser is a cookie-keeping HTTP client that does not follow redirects and
 // sends the headers a browser's fetch sends.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	app    *testApp
 	client *http.Client
 }
@@ -154,7 +154,7 @@ type response struct {
 	location *url.URL
 }
 
-func (r *response) json(t *testing.T) map[string]any {
+func (r *response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var v map[string]any
 	if err := json.Unmarshal(r.body, &v); err != nil {

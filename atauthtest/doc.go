@@ -23,26 +23,43 @@
 // the callback URL the browser would land on:
 //
 //	func TestLogin(t *testing.T) {
-//		net := atauthtest.NewNetwork(t)
-//		alice, err := net.CreateAccount("alice.test", "hunter22")
+//		network := atauthtest.NewNetwork(t)
+//		alice, err := network.CreateAccount("alice.test", "hunter22")
 //		if err != nil {
 //			t.Fatal(err)
 //		}
-//		app := newAppUnderTest(t, net.PLCURL(), net.HandleResolverURL())
-//
-//		authURL := app.StartLogin(t, alice.Handle) // the client does PAR
-//		callback, err := net.Approve(t.Context(), authURL, alice.Handle, alice.Password)
+//		m, err := atauth.New(atauth.Config{
+//			RedirectURL:                "http://127.0.0.1:8080/auth/callback",
+//			SealingKeys:                []atauth.SealingKey{{ID: "k1", Secret: testKey}},
+//			Store:                      memstore.New(),
+//			PLCURL:                     network.PLCURL(),
+//			HandleResolverURL:          network.HandleResolverURL(),
+//			InsecureAllowLocalNetworks: true,
+//		})
 //		if err != nil {
 //			t.Fatal(err)
 //		}
-//		session := app.HandleCallback(t, callback) // code → tokens
-//		if session.DID != alice.DID {
-//			t.Errorf("got DID %q; want %q", session.DID, alice.DID)
+//		start, err := m.StartLogin(t.Context(), alice.Handle) // the client does PAR
+//		if err != nil {
+//			t.Fatal(err)
 //		}
-//		if got := net.ActiveGrants(alice.DID); got != 1 {
-//			t.Errorf("got %d grants; want 1", got)
+//		callback, err := network.Approve(t.Context(), start.AuthURL, alice.Handle, alice.Password)
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		u, _ := url.Parse(callback)
+//		res, err := m.HandleCallback(t.Context(), u.Query(), start.FlowCookie) // code → tokens
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		if res.Session.DID != alice.DID {
+//			t.Errorf("got DID %q, want %q", res.Session.DID, alice.DID)
 //		}
 //	}
+//
+// Over HTTP, drive the app's /auth/start and /auth/callback with a
+// cookie-keeping client instead, and hand the Location of /auth/start to
+// Approve. The package's Example runs this flow.
 //
 // # Fault knobs
 //
