@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/atauth/atauth"
 	"github.com/atauth/atauth/atauthtest"
@@ -45,6 +46,14 @@ func (c *countingTransport) reset() []string {
 	return u
 }
 
+// testClock is the wall clock moved forward by Advance. The network keeps
+// real time, so tests advance it only past their last call to the network
+// that checks timestamps.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
 // testApp is a host app with atauth mounted, signed in against an atauthtest
 // network.
 type testApp struct {
@@ -54,6 +63,7 @@ type testApp struct {
 	store *memstore.Store
 	srv   *httptest.Server
 	out   *countingTransport
+	clock *testClock
 	alice atauthtest.Account
 	bob   atauthtest.Account
 	cfg   atauth.Config
@@ -82,7 +92,8 @@ func newTestApp(t testing.TB, opts ...appOption) *testApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := &testApp{t: t, net: n, store: memstore.New(), out: &countingTransport{}, alice: alice, bob: bob}
+	clock := &testClock{}
+	app := &testApp{t: t, net: n, store: memstore.NewWithClock(clock.Now), clock: clock, out: &countingTransport{}, alice: alice, bob: bob}
 
 	var handler http.Handler = http.NotFoundHandler()
 	var mu sync.RWMutex
@@ -104,6 +115,7 @@ func newTestApp(t testing.TB, opts ...appOption) *testApp {
 		HandleResolverURL:          n.HandleResolverURL(),
 		InsecureAllowLocalNetworks: true,
 		ClientName:                 "atauth test app",
+		Now:                        clock.Now,
 	}
 	for _, o := range opts {
 		o(&cfg)
