@@ -72,7 +72,10 @@ type SessionRecord struct {
 // use, by several goroutines and, for shared backends, by several processes.
 // Every method takes a context first and returns an error if the context is
 // done. Keys and ids are opaque strings of at most 128 printable ASCII
-// characters. Run storetest.Run against an implementation to check it.
+// characters. A record whose expiry is already past when it is written is
+// stored invisibly or not at all. Slices a Store returns (Sealed, one-time
+// values) may be shared with the Store: callers must not modify them. Run
+// storetest.Run against an implementation to check it.
 type Store interface {
 	// CreateSession stores a new session with Version 1. It returns
 	// ErrConflict if a live session with the same ID exists.
@@ -93,7 +96,8 @@ type Store interface {
 	DeleteSession(ctx context.Context, id string) error
 
 	// ListSessionsByGroup returns the live sessions whose GroupID is
-	// groupID, oldest first. No match is an empty slice, not an error.
+	// groupID, oldest first. No match, and the empty groupID, give an empty
+	// slice, not an error.
 	ListSessionsByGroup(ctx context.Context, groupID string) ([]SessionRecord, error)
 
 	// ListSessionsByDID returns the live sessions of did with the given
@@ -110,8 +114,8 @@ type Store interface {
 	// is ErrNotFound.
 	TakeOnce(ctx context.Context, key string) ([]byte, error)
 
-	// AcquireLease takes the lease named key for ttl on behalf of owner, a
-	// random token the caller chose. It succeeds when the lease is free,
+	// AcquireLease takes the lease named key for ttl (positive) on behalf
+	// of owner, a random token the caller chose. It succeeds when the lease is free,
 	// expired, or already held by owner (which extends it), and returns
 	// ErrLeaseHeld otherwise. It never waits.
 	AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) error
@@ -121,6 +125,7 @@ type Store interface {
 	ReleaseLease(ctx context.Context, key, owner string) error
 
 	// PurgeExpired deletes expired sessions, one-time values and leases, and
-	// reports how many records it removed.
+	// reports how many records it removed. A backend that expires records by
+	// itself, such as Redis, may have nothing left to remove and report 0.
 	PurgeExpired(ctx context.Context) (int, error)
 }
