@@ -133,9 +133,10 @@ func (m *Manager) createSession(ctx context.Context, ns newSession) (*Session, e
 		GroupID:   ns.GroupID,
 		Name:      ns.Name,
 		Scopes:    ns.Scope,
-		CreatedAt: now,
-		ExpiresAt: now.Add(ns.Lifetime),
-		Version:   1,
+		CreatedAt:  now,
+		ExpiresAt:  now.Add(ns.Lifetime),
+		LastUsedAt: now,
+		Version:    1,
 	}
 	if ns.Kind == KindDeveloper {
 		rec.Prefix = id[:8]

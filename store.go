@@ -61,6 +61,9 @@ type SessionRecord struct {
 	// ExpiresAt is when the session ends. A Store treats a record at or past
 	// ExpiresAt as missing.
 	ExpiresAt time.Time
+	// LastUsedAt is when the session's grant was last used to reach the
+	// account's servers (created, refreshed, or upgraded).
+	LastUsedAt time.Time
 	// Version counts updates. CreateSession stores 1; each successful
 	// UpdateSession stores the caller's Version plus one.
 	Version int64

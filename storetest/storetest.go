@@ -121,15 +121,16 @@ var zone = time.FixedZone("UTC+05:30", 5*3600+30*60)
 
 func record(id, did, group string, kind atauth.SessionKind, created time.Time) atauth.SessionRecord {
 	rec := atauth.SessionRecord{
-		ID:        id,
-		DID:       did,
-		Handle:    "alice.example.com",
-		Kind:      kind,
-		GroupID:   group,
-		Scopes:    "atproto transition:generic",
-		CreatedAt: created.In(zone),
-		ExpiresAt: time.Now().Add(time.Hour).In(zone),
-		Sealed:    []byte("sealed:" + id),
+		ID:         id,
+		DID:        did,
+		Handle:     "alice.example.com",
+		Kind:       kind,
+		GroupID:    group,
+		Scopes:     "atproto transition:generic",
+		CreatedAt:  created.In(zone),
+		ExpiresAt:  time.Now().Add(time.Hour).In(zone),
+		LastUsedAt: created.Add(time.Second).In(zone),
+		Sealed:     []byte("sealed:" + id),
 	}
 	if kind == atauth.KindDeveloper {
 		rec.Name = "ci deploy"
@@ -160,6 +161,9 @@ func diffRecord(got, want atauth.SessionRecord) []string {
 	}
 	if !sameTime(got.ExpiresAt, want.ExpiresAt) {
 		d = append(d, fmt.Sprintf("ExpiresAt: got %v, want %v", got.ExpiresAt, want.ExpiresAt))
+	}
+	if !sameTime(got.LastUsedAt, want.LastUsedAt) {
+		d = append(d, fmt.Sprintf("LastUsedAt: got %v, want %v", got.LastUsedAt, want.LastUsedAt))
 	}
 	if got.Version != want.Version {
 		d = append(d, fmt.Sprintf("Version: got %d, want %d", got.Version, want.Version))
@@ -326,6 +330,7 @@ func testUpdate(t *testing.T, s atauth.Store) {
 	got.Scopes = "atproto"
 	got.CreatedAt = now.Add(-time.Second)
 	got.ExpiresAt = now.Add(2 * time.Hour)
+	got.LastUsedAt = now.Add(time.Minute)
 	got.Sealed = []byte("rotated tokens")
 	if err := s.UpdateSession(ctx, got); err != nil {
 		t.Fatalf("UpdateSession with the stored version: got %v, want nil", err)
