@@ -1,6 +1,7 @@
 package atauth
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"fmt"
@@ -129,6 +130,31 @@ type Config struct {
 	// 365 days).
 	SessionLifetime time.Duration
 
+	// AccountCreation enables creating accounts at a PDS
+	// (/auth/start?pds_url=). The default is off.
+	AccountCreation bool
+
+	// PDSOptions are the PDSs offered for account creation, in the order
+	// shown.
+	PDSOptions []PDSOption
+
+	// AllowAnyPDS lets account creation start at any https PDS, not only
+	// those in PDSOptions. Requests still go through HTTPClient.
+	AllowAnyPDS bool
+
+	// DeveloperTokensCanManage lets developer tokens start developer-token,
+	// add-account and scope-upgrade flows, list and revoke developer tokens,
+	// switch accounts and log out the group. The default refuses them with
+	// 403, so that a leaked token cannot mint more tokens or reach a
+	// browser's other accounts.
+	DeveloperTokensCanManage bool
+
+	// OnFlowComplete, when set, is called after every completed flow, before
+	// the callback answers: create the app's profile row or start a job
+	// there. Its error fails the callback (auth_error=server_error) and the
+	// new session is ended, except for a scope upgrade, which stays applied.
+	OnFlowComplete func(ctx context.Context, e FlowEvent) error
+
 	// FrontendURL is the origin, with an optional path, the callback
 	// redirects to. The default is the app's own origin.
 	FrontendURL string
@@ -223,6 +249,11 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if err := m.configureOrigins(); err != nil {
 		return nil, err
+	}
+	for _, o := range cfg.PDSOptions {
+		if _, err := m.checkServerURL(o.URL); err != nil {
+			return nil, fmt.Errorf("%w: PDSOptions: %w", ErrInvalidConfig, err)
+		}
 	}
 
 	httpClient := cfg.HTTPClient

@@ -65,6 +65,7 @@ const (
 // rendering.
 type CallbackError struct {
 	Code        string
+	Kind        FlowKind
 	Description string
 	Err         error
 }
@@ -81,3 +82,32 @@ func (e *CallbackError) Unwrap() error { return e.Err }
 func callbackErr(code string, err error) *CallbackError {
 	return &CallbackError{Code: code, Err: err}
 }
+
+// Errors of the account and session management methods.
+var (
+	// ErrForbidden reports an action the credential may not take, such as a
+	// developer token managing tokens or groups, or account creation when it
+	// is disabled.
+	ErrForbidden = errors.New("atauth: not allowed")
+
+	// ErrAlreadyInGroup reports an add-account for an account that is
+	// already in the browser's group, the current one included.
+	ErrAlreadyInGroup = errors.New("atauth: account already in the session group")
+
+	// ErrNoGroup reports a switch from a session that belongs to no group.
+	ErrNoGroup = errors.New("atauth: no session group")
+
+	// ErrNotInGroup reports a switch to an account that is not in the group.
+	ErrNotInGroup = errors.New("atauth: target account not in session group")
+
+	// ErrAlreadyActive reports a switch to the current account.
+	ErrAlreadyActive = errors.New("atauth: account already active")
+
+	// ErrAmbiguousPrefix reports a developer-token prefix that matches more
+	// than one token.
+	ErrAmbiguousPrefix = errors.New("atauth: prefix matches more than one token; provide more characters")
+
+	// ErrSessionExpired reports a session that has ended: expired, or its
+	// grant refused by the authorization server.
+	ErrSessionExpired = errors.New("atauth: session expired")
+)

@@ -24,6 +24,14 @@ type FlowKind string
 const (
 	// FlowLogin signs a browser in.
 	FlowLogin FlowKind = "login"
+	// FlowCreateAccount creates an account at a PDS and signs it in.
+	FlowCreateAccount FlowKind = "create"
+	// FlowAddAccount signs another account into the browser's group.
+	FlowAddAccount FlowKind = "add-account"
+	// FlowScopeUpgrade replaces a session's grant with a broader one.
+	FlowScopeUpgrade FlowKind = "scope-upgrade"
+	// FlowDeveloperToken mints a developer token with its own grant.
+	FlowDeveloperToken FlowKind = "dev-token"
 )
 
 // maxIdentifierLen caps what a user may type as an identifier: a handle is
@@ -56,6 +64,14 @@ type flowRecord struct {
 	Scopes             []string  `json:"scopes"`
 	BrowserHash        string    `json:"browser"`
 	CreatedAt          time.Time `json:"created_at"`
+	// Initiator is the store key of the session that started an
+	// add-account, upgrade or developer-token flow.
+	Initiator string `json:"initiator,omitempty"`
+	// GroupID is the initiator's group when an add-account flow started.
+	GroupID string `json:"group,omitempty"`
+	// TokenName and TokenLifetime describe the developer token to mint.
+	TokenName     string        `json:"token_name,omitempty"`
+	TokenLifetime time.Duration `json:"token_lifetime,omitempty"`
 }
 
 func flowKey(state string) string { return "flow:" + hashSecret(state) }
@@ -163,10 +179,13 @@ func classifyOAuthErr(err error) error {
 
 // flowParams describes a flow to start.
 type flowParams struct {
-	kind   FlowKind
-	target *target
-	scopes []string
-	prompt string
+	kind          FlowKind
+	target        *target
+	scopes        []string
+	prompt        string
+	initiator     *Session
+	tokenName     string
+	tokenLifetime time.Duration
 }
 
 // startFlow pushes the authorization request and stores the pending flow.
@@ -216,6 +235,12 @@ func (m *Manager) startFlow(ctx context.Context, p flowParams) (*FlowStart, erro
 		Scopes:             p.scopes,
 		BrowserHash:        hashSecret(nonce),
 		CreatedAt:          m.now(),
+		TokenName:          p.tokenName,
+		TokenLifetime:      p.tokenLifetime,
+	}
+	if p.initiator != nil {
+		rec.Initiator = p.initiator.storeID
+		rec.GroupID = p.initiator.GroupID
 	}
 	key2 := flowKey(state)
 	sealed, err := m.sealJSON(rec, key2)
@@ -237,142 +262,3 @@ func (m *Manager) grant(issuer, tokenEndpoint, revocationEndpoint string, key *e
 	}
 }
 
-// CallbackResult is the outcome of a successful callback.
-type CallbackResult struct {
-	// Kind is the kind of flow the callback finished.
-	Kind FlowKind
-	// Session is the session the flow created.
-	Session *Session
-	// ExchangeToken is a one-time token, valid for 60 seconds, that the
-	// frontend redeems with Exchange for the session.
-	ExchangeToken string
-}
-
-// HandleCallback finishes a flow from the authorization server's redirect.
-// query is the callback URL's query; flowCookie is the value of the flow
-// cookie the browser presented ("" when none). Every error is a
-// *CallbackError whose Code says what to tell the user.
-//
-// The pending flow is consumed before anything else is checked, so a state
-// is usable once, whatever the outcome.
-func (m *Manager) HandleCallback(ctx context.Context, query url.Values, flowCookie string) (*CallbackResult, error) {
-	state := query.Get("state")
-	if !validSecret(state) {
-		return nil, callbackErr(CodeExpired, fmt.Errorf("%w: missing or malformed state", ErrInvalidInput))
-	}
-	key := flowKey(state)
-	sealed, err := m.store.TakeOnce(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return nil, callbackErr(CodeExpired, errors.New("atauth: unknown, expired or replayed state"))
-	}
-	if err != nil {
-		return nil, callbackErr(CodeServerError, storeErr("take flow", err))
-	}
-	var flow flowRecord
-	if err := m.openJSON(sealed, key, &flow); err != nil {
-		return nil, callbackErr(CodeServerError, err)
-	}
-	if flowCookie == "" || !sameHash(hashSecret(flowCookie), flow.BrowserHash) {
-		return nil, callbackErr(CodeBrowserMismatch, errors.New("atauth: callback from another browser than the one that started the flow"))
-	}
-	if errCode := query.Get("error"); errCode != "" {
-		code := CodeServerError
-		if errCode == "access_denied" {
-			code = CodeAccessDenied
-		}
-		return nil, &CallbackError{
-			Code:        code,
-			Description: query.Get("error_description"),
-			Err:         fmt.Errorf("atauth: authorization server answered %q", errCode),
-		}
-	}
-	if iss := query.Get("iss"); iss != flow.Issuer {
-		return nil, callbackErr(CodeIssuerMismatch, fmt.Errorf("atauth: callback iss %q, want %q", iss, flow.Issuer))
-	}
-	code := query.Get("code")
-	if code == "" {
-		return nil, callbackErr(CodeServerError, errors.New("atauth: callback without code"))
-	}
-	dpopKey, err := oauthclient.ParseDPoPKey(flow.DPoPKey)
-	if err != nil {
-		return nil, callbackErr(CodeServerError, err)
-	}
-	grant := m.grant(flow.Issuer, flow.TokenEndpoint, flow.RevocationEndpoint, dpopKey)
-	tokens, err := m.oauth.ExchangeCode(ctx, grant, code, flow.Verifier)
-	if err != nil {
-		return nil, callbackErr(CodeServerError, err)
-	}
-
-	handle, pds, err := m.verifyAccount(ctx, &flow, tokens.Sub)
-	if err != nil {
-		// The grant was issued to the wrong account or by the wrong server:
-		// do not leave it alive.
-		if rerr := m.oauth.Revoke(ctx, grant, tokens.RefreshToken); rerr != nil {
-			m.log.WarnContext(ctx, "atauth: revoking a mismatched grant failed", "err", rerr)
-		}
-		return nil, err
-	}
-
-	now := m.now()
-	authMethod := "none"
-	if m.confidential {
-		authMethod = "private_key_jwt"
-	}
-	sess, err := m.createSession(ctx, newSession{
-		DID:      tokens.Sub,
-		Handle:   handle,
-		Kind:     KindBrowser,
-		Scope:    tokens.Scope,
-		Lifetime: m.lifetime,
-		Secrets: sessionSecrets{
-			PDS:                pds,
-			Issuer:             flow.Issuer,
-			TokenEndpoint:      flow.TokenEndpoint,
-			RevocationEndpoint: flow.RevocationEndpoint,
-			AccessToken:        tokens.AccessToken,
-			RefreshToken:       tokens.RefreshToken,
-			AccessExpiresAt:    tokens.ExpiresAt,
-			DPoPKey:            flow.DPoPKey,
-			AuthMethod:         authMethod,
-			GrantedAt:          now,
-		},
-	})
-	if err != nil {
-		return nil, callbackErr(CodeServerError, err)
-	}
-	xt, err := m.mintExchange(ctx, sess, flow.BrowserHash)
-	if err != nil {
-		return nil, callbackErr(CodeServerError, err)
-	}
-	return &CallbackResult{Kind: flow.Kind, Session: sess, ExchangeToken: xt}, nil
-}
-
-// verifyAccount checks that the token's sub is the account the flow is for
-// and returns its handle and PDS. A flow that knew the DID at its start
-// requires the same DID and reuses what it resolved then. A flow that
-// started at a server URL resolves sub to its PDS and authorization server,
-// and requires the issuer that answered.
-func (m *Manager) verifyAccount(ctx context.Context, flow *flowRecord, sub string) (handle, pds string, err error) {
-	if flow.ExpectedDID != "" {
-		if sub != flow.ExpectedDID {
-			return "", "", callbackErr(CodeAccountMismatch, fmt.Errorf("atauth: token sub %q, want %q", sub, flow.ExpectedDID))
-		}
-		return flow.Handle, flow.PDS, nil
-	}
-	did, err := syntax.ParseDID(sub)
-	if err != nil {
-		return "", "", callbackErr(CodeAccountMismatch, fmt.Errorf("atauth: token sub %q is not a DID", sub))
-	}
-	ident, err := m.resolver.LookupDID(ctx, did)
-	if err != nil {
-		return "", "", callbackErr(CodeServerError, err)
-	}
-	issuer, err := m.oauth.ResolveAuthServer(ctx, ident.PDS)
-	if err != nil {
-		return "", "", callbackErr(CodeServerError, err)
-	}
-	if issuer != flow.Issuer {
-		return "", "", callbackErr(CodeAccountMismatch, fmt.Errorf("atauth: %s is served by %q, but %q issued the token", sub, issuer, flow.Issuer))
-	}
-	return ident.Handle, ident.PDS, nil
-}

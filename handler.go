@@ -53,11 +53,19 @@ type route struct {
 func (m *Manager) routes() []route {
 	p := m.cfg.PathPrefix
 	return []route{
+		{"GET " + p + "/pds-options", m.handlePDSOptions},
 		{"GET " + p + "/start", m.handleStart},
 		{"GET " + p + "/callback", m.handleCallback},
 		{"POST " + p + "/exchange", m.handleExchange},
 		{"GET " + p + "/me", m.handleMe},
 		{"POST " + p + "/logout", m.handleLogout},
+		{"POST " + p + "/logout-all", m.handleLogoutAll},
+		{"POST " + p + "/switch-account", m.handleSwitchAccount},
+		{"POST " + p + "/add-account/start", m.handleAddAccountStart},
+		{"POST " + p + "/developer-token/start", m.handleDeveloperTokenStart},
+		{"GET " + p + "/developer-tokens", m.handleListDeveloperTokens},
+		{"DELETE " + p + "/developer-tokens/{prefix}", m.handleRevokeDeveloperToken},
+		{"POST " + p + "/scope-upgrade/start", m.handleScopeUpgradeStart},
 		{"GET /oauth-client-metadata.json", m.handleClientMetadata},
 		{"GET /.well-known/jwks.json", m.handleJWKS},
 	}
@@ -73,42 +81,51 @@ func (m *Manager) handleStart(w http.ResponseWriter, r *http.Request) {
 	case handle == "" && pdsURL == "":
 		writeError(w, http.StatusBadRequest, "either handle or pds_url is required")
 		return
-	case pdsURL != "":
-		writeError(w, http.StatusForbidden, "account creation is not enabled")
-		return
 	}
-	start, err := m.StartLogin(r.Context(), handle)
+	var start *FlowStart
+	var err error
+	if pdsURL != "" {
+		start, err = m.StartCreateAccount(r.Context(), pdsURL)
+	} else {
+		start, err = m.StartLogin(r.Context(), handle)
+	}
 	if err != nil {
-		m.writeStartError(w, r, err)
+		m.writeErr(w, r, err)
 		return
 	}
 	m.setFlowCookie(w, r, start.FlowCookie)
 	http.Redirect(w, r, start.AuthURL, http.StatusSeeOther)
 }
 
-func (m *Manager) writeStartError(w http.ResponseWriter, r *http.Request, err error) {
+// writeErr answers err with the status its sentinel calls for and a
+// {"detail"} a user can read. Store and upstream outages are 503; anything
+// unexpected is a 500 whose cause goes to the log, not the client.
+func (m *Manager) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	detail := strings.TrimPrefix(err.Error(), "atauth: ")
 	switch {
-	case errors.Is(err, ErrInvalidInput):
-		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "atauth: "))
 	case errors.Is(err, ErrAccountNotFound):
 		writeError(w, http.StatusBadRequest, "could not resolve that account; try signing in with your DID or your PDS URL")
-	case errors.Is(err, ErrUnsupportedServer):
-		writeError(w, http.StatusBadRequest, "the account's authorization server cannot be used: "+strings.TrimPrefix(err.Error(), "atauth: "))
-	default:
-		m.writeServerError(w, r, err)
-	}
-}
-
-// writeServerError answers 503 for a store or upstream outage and 500 for
-// anything else; the details go to the log, not the client.
-func (m *Manager) writeServerError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, ErrUpstream) || errors.Is(err, ErrStoreUnavailable) {
+	case errors.Is(err, ErrInvalidInput), errors.Is(err, ErrUnsupportedServer),
+		errors.Is(err, ErrAlreadyInGroup), errors.Is(err, ErrNoGroup),
+		errors.Is(err, ErrAlreadyActive), errors.Is(err, ErrAmbiguousPrefix):
+		writeError(w, http.StatusBadRequest, detail)
+	case errors.Is(err, ErrSessionExpired):
+		writeError(w, http.StatusUnauthorized, "session_expired")
+	case errors.Is(err, ErrNoCredential):
+		writeError(w, http.StatusUnauthorized, "not authenticated - login required")
+	case errors.Is(err, ErrInvalidSession):
+		writeError(w, http.StatusUnauthorized, "invalid or expired session")
+	case errors.Is(err, ErrForbidden):
+		writeError(w, http.StatusForbidden, detail)
+	case errors.Is(err, ErrNotInGroup), errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, detail)
+	case errors.Is(err, ErrUpstream), errors.Is(err, ErrStoreUnavailable):
 		m.log.WarnContext(r.Context(), "atauth: unavailable", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "service temporarily unavailable, try again")
-		return
+	default:
+		m.log.ErrorContext(r.Context(), "atauth: internal error", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
 	}
-	m.log.ErrorContext(r.Context(), "atauth: internal error", "path", r.URL.Path, "err", err)
-	writeError(w, http.StatusInternalServerError, "internal error")
 }
 
 func (m *Manager) handleCallback(w http.ResponseWriter, r *http.Request) {
@@ -116,15 +133,26 @@ func (m *Manager) handleCallback(w http.ResponseWriter, r *http.Request) {
 	res, err := m.HandleCallback(r.Context(), r.URL.Query(), flowCookie)
 	q := url.Values{}
 	if err != nil {
-		var ce *CallbackError
-		code := CodeServerError
-		if errors.As(err, &ce) {
-			code = ce.Code
+		ce := &CallbackError{Code: CodeServerError}
+		errors.As(err, &ce)
+		m.log.InfoContext(r.Context(), "atauth: callback failed", "code", ce.Code, "kind", ce.Kind, "err", err)
+		if ce.Kind == FlowScopeUpgrade && ce.Code == CodeAccessDenied {
+			q.Set("scope_upgrade_error", "refused")
+		} else {
+			q.Set("auth_error", ce.Code)
 		}
-		m.log.InfoContext(r.Context(), "atauth: callback failed", "code", code, "err", err)
-		q.Set("auth_error", code)
 	} else {
-		q.Set("exchange_token", res.ExchangeToken)
+		switch res.Kind {
+		case FlowScopeUpgrade:
+			q.Set("scope_upgraded", "true")
+		case FlowAddAccount:
+			q.Set("account_added", "true")
+		case FlowDeveloperToken:
+			q.Set("dev_token", "true")
+		}
+		if res.ExchangeToken != "" {
+			q.Set("exchange_token", res.ExchangeToken)
+		}
 	}
 	http.Redirect(w, r, m.landingURL(q), http.StatusSeeOther)
 }
@@ -153,7 +181,7 @@ func (m *Manager) handleExchange(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "invalid, expired, or already used exchange token")
 		return
 	case err != nil:
-		m.writeServerError(w, r, err)
+		m.writeErr(w, r, err)
 		return
 	}
 	if !browser || res.Session.Kind == KindDeveloper {
@@ -179,7 +207,7 @@ func (m *Manager) handleMe(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := m.CurrentUser(r.Context(), s)
 	if err != nil {
-		m.writeServerError(w, r, err)
+		m.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, u)
@@ -190,39 +218,181 @@ func (m *Manager) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	_, bearer := r.Header["Authorization"]
 	if target := r.URL.Query().Get("switch_to"); target != "" {
-		if target == s.DID {
+		next, err := m.LogoutAndSwitch(r.Context(), s, target)
+		if errors.Is(err, ErrNotInGroup) || errors.Is(err, ErrNoGroup) {
+			writeError(w, http.StatusBadRequest, "target account not in session group")
+			return
+		}
+		if errors.Is(err, ErrAlreadyActive) {
 			writeError(w, http.StatusBadRequest, "cannot switch to current account")
 			return
 		}
-		writeError(w, http.StatusBadRequest, "target account not in session group")
+		if err != nil {
+			m.writeErr(w, r, err)
+			return
+		}
+		if !bearer {
+			m.setSessionCookie(w, r, next.id, next.ExpiresAt)
+		}
+		writeJSON(w, http.StatusOK, map[string]Account{"switched_to": {DID: next.DID, Handle: next.Handle}})
 		return
 	}
 	if err := m.Logout(r.Context(), s); err != nil {
-		m.writeServerError(w, r, err)
+		m.writeErr(w, r, err)
 		return
 	}
-	if _, fromCookie := r.Header["Authorization"]; !fromCookie {
+	if !bearer {
 		m.clearCookie(w, r, m.cfg.CookieName)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "logged out successfully"})
+}
+
+func (m *Manager) handleLogoutAll(w http.ResponseWriter, r *http.Request) {
+	s, ok := m.authenticateOrError(w, r)
+	if !ok {
+		return
+	}
+	if err := m.LogoutAll(r.Context(), s); err != nil {
+		m.writeErr(w, r, err)
+		return
+	}
+	if _, bearer := r.Header["Authorization"]; !bearer {
+		m.clearCookie(w, r, m.cfg.CookieName)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "logged out of all accounts"})
+}
+
+type switchBody struct {
+	TargetDID string `json:"target_did"`
+}
+
+func (m *Manager) handleSwitchAccount(w http.ResponseWriter, r *http.Request) {
+	s, ok := m.authenticateOrError(w, r)
+	if !ok {
+		return
+	}
+	var body switchBody
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	if body.TargetDID == "" {
+		writeError(w, http.StatusBadRequest, "target_did is required")
+		return
+	}
+	next, err := m.SwitchAccount(r.Context(), s, body.TargetDID)
+	if err != nil {
+		m.writeErr(w, r, err)
+		return
+	}
+	if _, bearer := r.Header["Authorization"]; !bearer {
+		m.setSessionCookie(w, r, next.id, next.ExpiresAt)
+	}
+	writeJSON(w, http.StatusOK, Account{DID: next.DID, Handle: next.Handle})
+}
+
+type handleBody struct {
+	Handle string `json:"handle"`
+}
+
+func (m *Manager) handleAddAccountStart(w http.ResponseWriter, r *http.Request) {
+	s, ok := m.authenticateOrError(w, r)
+	if !ok {
+		return
+	}
+	var body handleBody
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	start, err := m.StartAddAccount(r.Context(), s, body.Handle)
+	m.answerFlowStart(w, r, start, err)
+}
+
+type developerTokenBody struct {
+	Name          string `json:"name"`
+	ExpiresInDays *int   `json:"expires_in_days"`
+}
+
+func (m *Manager) handleDeveloperTokenStart(w http.ResponseWriter, r *http.Request) {
+	s, ok := m.authenticateOrError(w, r)
+	if !ok {
+		return
+	}
+	var body developerTokenBody
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	start, err := m.StartDeveloperToken(r.Context(), s, DeveloperTokenRequest{Name: body.Name, ExpiresInDays: body.ExpiresInDays})
+	m.answerFlowStart(w, r, start, err)
+}
+
+func (m *Manager) handleListDeveloperTokens(w http.ResponseWriter, r *http.Request) {
+	s, ok := m.authenticateOrError(w, r)
+	if !ok {
+		return
+	}
+	tokens, err := m.ListDeveloperTokens(r.Context(), s)
+	if err != nil {
+		m.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]DeveloperToken{"tokens": tokens})
+}
+
+func (m *Manager) handleRevokeDeveloperToken(w http.ResponseWriter, r *http.Request) {
+	s, ok := m.authenticateOrError(w, r)
+	if !ok {
+		return
+	}
+	if err := m.RevokeDeveloperToken(r.Context(), s, r.PathValue("prefix")); err != nil {
+		m.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "developer token revoked"})
+}
+
+type scopesBody struct {
+	Scopes []string `json:"scopes"`
+}
+
+func (m *Manager) handleScopeUpgradeStart(w http.ResponseWriter, r *http.Request) {
+	s, ok := m.authenticateOrError(w, r)
+	if !ok {
+		return
+	}
+	var body scopesBody
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	start, err := m.StartScopeUpgrade(r.Context(), s, body.Scopes)
+	m.answerFlowStart(w, r, start, err)
+}
+
+func (m *Manager) handlePDSOptions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, m.PDSOptions())
+}
+
+// answerFlowStart answers a flow started by a fetch: the frontend navigates
+// to auth_url itself, and the flow cookie binds the flow to this browser.
+func (m *Manager) answerFlowStart(w http.ResponseWriter, r *http.Request, start *FlowStart, err error) {
+	if err != nil {
+		m.writeErr(w, r, err)
+		return
+	}
+	m.setFlowCookie(w, r, start.FlowCookie)
+	writeJSON(w, http.StatusOK, map[string]string{"auth_url": start.AuthURL})
 }
 
 // authenticateOrError authenticates r or answers 401 (503 when the store is
 // down).
 func (m *Manager) authenticateOrError(w http.ResponseWriter, r *http.Request) (*Session, bool) {
 	s, err := m.Authenticate(r)
-	switch {
-	case err == nil:
-		return s, true
-	case errors.Is(err, ErrNoCredential):
-		writeError(w, http.StatusUnauthorized, "not authenticated - login required")
-	case errors.Is(err, ErrInvalidSession):
-		writeError(w, http.StatusUnauthorized, "invalid or expired session")
-	default:
-		m.writeServerError(w, r, err)
+	if err != nil {
+		m.writeErr(w, r, err)
+		return nil, false
 	}
-	return nil, false
+	return s, true
 }
 
 // Cookies.

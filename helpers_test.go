@@ -278,3 +278,61 @@ func (app *testApp) sessionsOf(did string) int {
 	}
 	return len(recs)
 }
+
+// startFlow posts a flow start the way the page's fetch does and returns
+// the auth_url.
+func (b *browser) startFlow(path, body string) string {
+	b.t.Helper()
+	resp := b.fetch("POST", path, body)
+	if resp.status != http.StatusOK {
+		b.t.Fatalf("POST %s: got %d %s, want 200", path, resp.status, resp.body)
+	}
+	u, _ := resp.json(b.t)["auth_url"].(string)
+	if u == "" {
+		b.t.Fatalf("POST %s: body %s has no auth_url", path, resp.body)
+	}
+	return u
+}
+
+// approveAndReturn approves authURL as acct and follows the redirect back to
+// the app, returning the landing query.
+func (b *browser) approveAndReturn(authURL string, acct atauthtest.Account) url.Values {
+	b.t.Helper()
+	cb, err := b.app.net.Approve(context.Background(), authURL, acct.Handle, acct.Password)
+	if err != nil {
+		b.t.Fatalf("Approve: %v", err)
+	}
+	return b.callback(cb)
+}
+
+// me returns /auth/me's JSON, failing the test unless it answers 200.
+func (b *browser) me() map[string]any {
+	b.t.Helper()
+	resp := b.fetch("GET", "/auth/me", "")
+	if resp.status != http.StatusOK {
+		b.t.Fatalf("/auth/me: got %d %s", resp.status, resp.body)
+	}
+	return resp.json(b.t)
+}
+
+// linked returns the DIDs of /auth/me's linked_accounts.
+func linked(me map[string]any) []string {
+	var dids []string
+	list, _ := me["linked_accounts"].([]any)
+	for _, a := range list {
+		if m, ok := a.(map[string]any); ok {
+			did, _ := m["did"].(string)
+			dids = append(dids, did)
+		}
+	}
+	return dids
+}
+
+func (app *testApp) developerTokensOf(did string) int {
+	app.t.Helper()
+	recs, err := app.store.ListSessionsByDID(context.Background(), did, atauth.KindDeveloper)
+	if err != nil {
+		app.t.Fatal(err)
+	}
+	return len(recs)
+}

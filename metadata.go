@@ -69,7 +69,7 @@ func (m *Manager) JWKS() (jwks []byte, ok bool) {
 func (m *Manager) handleClientMetadata(w http.ResponseWriter, r *http.Request) {
 	b, err := json.Marshal(m.ClientMetadata())
 	if err != nil {
-		m.writeServerError(w, r, err)
+		m.writeErr(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

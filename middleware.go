@@ -48,7 +48,7 @@ func (m *Manager) OptionalAuth(next http.Handler) http.Handler {
 			r = r.WithContext(ContextWithSession(r.Context(), s))
 		case errors.Is(err, ErrNoCredential), errors.Is(err, ErrInvalidSession):
 		default:
-			m.writeServerError(w, r, err)
+			m.writeErr(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -257,19 +257,38 @@ func (m *Manager) CurrentUser(ctx context.Context, s *Session) (*User, error) {
 
 // Logout ends s: the session is deleted from the Store and its grant is
 // revoked at the authorization server. Revocation is best effort: its
-// failure is logged, and the local delete happens regardless.
+// failure is logged, and the local delete happens regardless. Other sessions
+// of the group, and developer tokens, are not touched.
 func (m *Manager) Logout(ctx context.Context, s *Session) error {
 	rec, err := m.store.GetSession(ctx, s.storeID)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
 		return storeErr("get session", err)
 	}
-	if err := m.store.DeleteSession(ctx, s.storeID); err != nil {
+	return m.endSession(ctx, &rec)
+}
+
+// endSession deletes rec, then revokes its grant, best effort.
+func (m *Manager) endSession(ctx context.Context, rec *SessionRecord) error {
+	if err := m.store.DeleteSession(ctx, rec.ID); err != nil {
 		return storeErr("delete session", err)
 	}
-	if err == nil {
-		m.revoke(ctx, &rec)
-	}
+	m.revoke(ctx, rec)
 	return nil
+}
+
+// endSessionByKey ends the session stored under id, best effort: it runs
+// while undoing a failed flow, whose own error is what the caller sees.
+func (m *Manager) endSessionByKey(ctx context.Context, id string) {
+	rec, err := m.store.GetSession(ctx, id)
+	if err == nil {
+		err = m.endSession(ctx, &rec)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		m.log.WarnContext(ctx, "atauth: could not end a session while undoing a flow", "err", err)
+	}
 }
 
 // revoke revokes the grant behind rec at its authorization server, best
@@ -280,25 +299,16 @@ func (m *Manager) revoke(ctx context.Context, rec *SessionRecord) {
 		m.log.WarnContext(ctx, "atauth: cannot open session to revoke it", "did", rec.DID, "err", err)
 		return
 	}
-	if sec.RevocationEndpoint == "" {
-		return
-	}
+	m.revokeSecrets(ctx, rec.DID, &sec)
+}
+
+// revokeSecrets revokes the grant whose tokens sec holds. Revoking the
+// refresh token ends the whole grant at the reference authorization server.
+func (m *Manager) revokeSecrets(ctx context.Context, did string, sec *sessionSecrets) {
 	key, err := oauthclient.ParseDPoPKey(sec.DPoPKey)
 	if err != nil {
-		m.log.WarnContext(ctx, "atauth: cannot parse DPoP key to revoke", "did", rec.DID, "err", err)
+		m.log.WarnContext(ctx, "atauth: cannot parse DPoP key to revoke", "did", did, "err", err)
 		return
 	}
-	grant := m.grant(sec.Issuer, sec.TokenEndpoint, sec.RevocationEndpoint, key)
-	// Revoking the refresh token ends the whole grant at the reference
-	// authorization server; the access token goes too where servers track
-	// them separately.
-	for _, tok := range []string{sec.RefreshToken, sec.AccessToken} {
-		if tok == "" {
-			continue
-		}
-		if err := m.oauth.Revoke(ctx, grant, tok); err != nil {
-			m.log.WarnContext(ctx, "atauth: revocation failed", "did", rec.DID, "issuer", sec.Issuer, "err", err)
-			return
-		}
-	}
+	m.revokeToken(ctx, m.grant(sec.Issuer, sec.TokenEndpoint, sec.RevocationEndpoint, key), sec.RefreshToken, did)
 }
