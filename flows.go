@@ -261,4 +261,3 @@ func (m *Manager) grant(issuer, tokenEndpoint, revocationEndpoint string, key *e
 		DPoPKey:            key,
 	}
 }
-

@@ -126,13 +126,13 @@ func (m *Manager) createSession(ctx context.Context, ns newSession) (*Session, e
 	}
 	now := m.now()
 	rec := SessionRecord{
-		ID:        hashSecret(id),
-		DID:       ns.DID,
-		Handle:    ns.Handle,
-		Kind:      ns.Kind,
-		GroupID:   ns.GroupID,
-		Name:      ns.Name,
-		Scopes:    ns.Scope,
+		ID:         hashSecret(id),
+		DID:        ns.DID,
+		Handle:     ns.Handle,
+		Kind:       ns.Kind,
+		GroupID:    ns.GroupID,
+		Name:       ns.Name,
+		Scopes:     ns.Scope,
 		CreatedAt:  now,
 		ExpiresAt:  now.Add(ns.Lifetime),
 		LastUsedAt: now,

@@ -168,4 +168,3 @@ func canonicalHost(next http.Handler, port int) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
