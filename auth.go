@@ -17,6 +17,7 @@ import (
 	"github.com/atauth/atauth/internal/oauthclient"
 	"github.com/atauth/atauth/internal/resolve"
 	"github.com/atauth/atauth/internal/safehttp"
+	"github.com/atauth/atauth/internal/scope"
 	"github.com/atauth/atauth/internal/seal"
 )
 
@@ -149,6 +150,13 @@ type Config struct {
 	// browser's other accounts.
 	DeveloperTokensCanManage bool
 
+	// PermissionSets gives the contents of the permission sets the app's
+	// include: scopes name (NSID → its permission scopes), so RequireScopes
+	// can check them. Authorization servers grant the expanded permissions,
+	// not the include: itself, so without this an include: requirement is
+	// met only by a grant that names the same include:.
+	PermissionSets map[string][]string
+
 	// OnFlowComplete, when set, is called after every completed flow, before
 	// the callback answers: create the app's profile row or start a job
 	// there. Its error fails the callback (auth_error=server_error) and the
@@ -177,6 +185,12 @@ type Config struct {
 	// FlowCookieName is the name of the cookie that binds a sign-in to the
 	// browser that started it. The default is "atauth_flow".
 	FlowCookieName string
+
+	// HandleRefreshInterval is how often CurrentUser verifies an account's
+	// handle again from its DID document, so that a handle change shows
+	// within this interval. The default is 10 minutes; a negative value
+	// never re-verifies.
+	HandleRefreshInterval time.Duration
 
 	// MetadataTTL is how long authorization server and protected resource
 	// metadata are cached. The default is 10 minutes.
@@ -214,6 +228,8 @@ type Manager struct {
 	lifetime     time.Duration
 	loginScopes  []string
 	origins      []string
+	permSets     map[string][]scope.Scope
+	handles      handleCache
 }
 
 // New validates cfg and returns a Manager. It fails early on any setup that
@@ -248,6 +264,9 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	if err := m.configureOrigins(); err != nil {
+		return nil, err
+	}
+	if err := m.configurePermissionSets(); err != nil {
 		return nil, err
 	}
 	for _, o := range cfg.PDSOptions {
@@ -334,6 +353,9 @@ func applyDefaults(cfg *Config) error {
 	}
 	if cfg.CookieName == cfg.FlowCookieName {
 		return fmt.Errorf("%w: CookieName and FlowCookieName must differ", ErrInvalidConfig)
+	}
+	if cfg.HandleRefreshInterval == 0 {
+		cfg.HandleRefreshInterval = 10 * time.Minute
 	}
 	if cfg.MetadataTTL == 0 {
 		cfg.MetadataTTL = 10 * time.Minute
@@ -478,3 +500,23 @@ func isLoopbackIP(host string) bool {
 
 // ClientID returns the client_id the Manager sends to authorization servers.
 func (m *Manager) ClientID() string { return m.clientID }
+
+func (m *Manager) configurePermissionSets() error {
+	m.permSets = make(map[string][]scope.Scope, len(m.cfg.PermissionSets))
+	for nsid, perms := range m.cfg.PermissionSets {
+		for _, p := range perms {
+			sc, err := scope.Parse(p)
+			if err != nil {
+				return fmt.Errorf("%w: PermissionSets[%q]: %w", ErrInvalidConfig, nsid, err)
+			}
+			m.permSets[nsid] = append(m.permSets[nsid], sc)
+		}
+	}
+	return nil
+}
+
+// permissionSets resolves include: scopes for the scope package.
+func (m *Manager) permissionSets(nsid string) ([]scope.Scope, bool) {
+	s, ok := m.permSets[nsid]
+	return s, ok
+}

@@ -64,6 +64,8 @@ type testApp struct {
 	srv   *httptest.Server
 	out   *countingTransport
 	clock *testClock
+	// use mounts m as the app's Manager.
+	use   func(m *atauth.Manager)
 	alice atauthtest.Account
 	bob   atauthtest.Account
 	cfg   atauth.Config
@@ -129,15 +131,22 @@ func newTestApp(t testing.TB, opts ...appOption) *testApp {
 	}
 	app.m, app.cfg = m, cfg
 
-	mux := http.NewServeMux()
-	m.Register(mux)
-	mux.Handle("GET /api/whoami", m.RequireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, _ := atauth.SessionFromContext(r.Context())
-		_, _ = io.WriteString(w, s.DID)
-	})))
-	mu.Lock()
-	handler = mux
-	mu.Unlock()
+	app.use = func(m *atauth.Manager) {
+		app.m = m
+		mux := http.NewServeMux()
+		m.Register(mux)
+		mux.Handle("GET /api/whoami", m.RequireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s, _ := atauth.SessionFromContext(r.Context())
+			_, _ = io.WriteString(w, s.DID)
+		})))
+		mux.Handle("GET /api/email", m.RequireScopes("transition:email")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		})))
+		mu.Lock()
+		handler = mux
+		mu.Unlock()
+	}
+	app.use(m)
 	return app
 }
 

@@ -148,6 +148,7 @@ func (m *Manager) createSession(ctx context.Context, ns newSession) (*Session, e
 	if err := m.store.CreateSession(ctx, rec); err != nil {
 		return nil, storeErr("create session", err)
 	}
+	m.handles.put(rec.DID, rec.Handle, now)
 	return sessionFromRecord(&rec, id), nil
 }
 
@@ -236,6 +237,7 @@ type User struct {
 
 // CurrentUser describes s and its linked accounts.
 func (m *Manager) CurrentUser(ctx context.Context, s *Session) (*User, error) {
+	m.refreshHandle(ctx, s)
 	u := &User{DID: s.DID, Handle: s.Handle, Kind: s.Kind, Scopes: s.Scopes(), LinkedAccounts: []Account{}}
 	if u.Scopes == nil {
 		u.Scopes = []string{}
@@ -248,9 +250,14 @@ func (m *Manager) CurrentUser(ctx context.Context, s *Session) (*User, error) {
 		return nil, storeErr("list group", err)
 	}
 	for _, rec := range recs {
-		if rec.Kind == KindBrowser {
-			u.LinkedAccounts = append(u.LinkedAccounts, Account{DID: rec.DID, Handle: rec.Handle})
+		if rec.Kind != KindBrowser {
+			continue
 		}
+		handle := rec.Handle
+		if rec.DID == s.DID {
+			handle = s.Handle
+		}
+		u.LinkedAccounts = append(u.LinkedAccounts, Account{DID: rec.DID, Handle: handle})
 	}
 	return u, nil
 }

@@ -64,6 +64,29 @@ func (n *Network) CreateAccount(handle, password string) (Account, error) {
 	return a.Account, nil
 }
 
+// ChangeHandle gives the account did a new handle, as a user does in their
+// PDS's settings: its DID document and handle resolution follow at once.
+func (n *Network) ChangeHandle(did, handle string) error {
+	h, err := syntax.ParseHandle(handle)
+	if err != nil {
+		return fmt.Errorf("atauthtest: invalid handle %q: %w", handle, err)
+	}
+	normalized := h.Normalize().String()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	a, ok := n.byDID[did]
+	if !ok {
+		return fmt.Errorf("atauthtest: no account %s", did)
+	}
+	if other, taken := n.byHandle[normalized]; taken && other != a {
+		return fmt.Errorf("%w: %s", ErrHandleTaken, normalized)
+	}
+	delete(n.byHandle, a.Handle)
+	a.Handle = normalized
+	n.byHandle[normalized] = a
+	return nil
+}
+
 // Accounts returns every account, in creation order.
 func (n *Network) Accounts() []Account {
 	n.mu.Lock()
