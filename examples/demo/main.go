@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"embed"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -41,6 +42,7 @@ type options struct {
 	insecureHTTP   bool
 	scope          string
 	store          string
+	pdsOptions     string
 }
 
 func main() {
@@ -51,6 +53,7 @@ func main() {
 	flag.BoolVar(&o.insecureHTTP, "insecure-http", false, "allow http, ports and loopback addresses (a local network)")
 	flag.StringVar(&o.scope, "scope", "atproto transition:generic", "space-separated OAuth scopes")
 	flag.StringVar(&o.store, "store", "memory", "session store: memory")
+	flag.StringVar(&o.pdsOptions, "pds-options", "", "comma-separated PDS URLs offered for account creation (default: the built-in network's PDS)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -75,8 +78,12 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
 
 	cfg := atauth.Config{
-		RedirectURL:                origin + "/auth/callback",
-		Scopes:                     strings.Fields(o.scope),
+		RedirectURL: origin + "/auth/callback",
+		// The universe adds transition:email to what sign-in asks for, so a
+		// scope upgrade can be tried.
+		Scopes:                     universe(strings.Fields(o.scope)),
+		LoginScopes:                strings.Fields(o.scope),
+		AccountCreation:            true,
 		Store:                      store,
 		PLCURL:                     o.plc,
 		HandleResolverURL:          o.handleResolver,
@@ -84,6 +91,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		ClientName:                 "atauth demo",
 		Logger:                     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
+	var accounts []atauthtest.Account
 	if o.plc == "" {
 		network, err := atauthtest.Start()
 		if err != nil {
@@ -98,9 +106,23 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		cfg.PLCURL = network.PLCURL()
 		cfg.HandleResolverURL = network.HandleResolverURL()
 		cfg.InsecureAllowLocalNetworks = true
+		if o.pdsOptions == "" {
+			cfg.PDSOptions = []atauth.PDSOption{{
+				Name:        "Built-in test PDS",
+				URL:         network.PDSURL(),
+				Recommended: true,
+				Description: "accounts live in memory until the demo stops",
+			}}
+		}
+		accounts = network.Accounts()
 		fmt.Fprintln(stdout, "built-in ATProto network (offline); test accounts:")
-		for _, a := range network.Accounts() {
+		for _, a := range accounts {
 			fmt.Fprintf(stdout, "  handle %-12s password %s\n", a.Handle, a.Password)
+		}
+	}
+	for _, u := range strings.Split(o.pdsOptions, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.PDSOptions = append(cfg.PDSOptions, atauth.PDSOption{Name: u, URL: u, Recommended: len(cfg.PDSOptions) == 0})
 		}
 	}
 	secret := make([]byte, 32)
@@ -114,7 +136,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 
-	srv := &http.Server{Handler: newApp(m, port), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newApp(m, port, accounts), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "atauth demo listening on %s\n", origin)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -137,10 +159,33 @@ func openStore(spec string) (atauth.Store, error) {
 	}
 }
 
-// newApp mounts atauth and the demo page.
-func newApp(m *atauth.Manager, port int) http.Handler {
+// universe returns the login scopes plus transition:email.
+func universe(login []string) []string {
+	for _, s := range login {
+		if s == "transition:email" {
+			return login
+		}
+	}
+	return append(append([]string{}, login...), "transition:email")
+}
+
+// newApp mounts atauth and the demo page. accounts are the built-in
+// network's test accounts, which the page shows.
+func newApp(m *atauth.Manager, port int, accounts []atauthtest.Account) http.Handler {
 	mux := http.NewServeMux()
 	m.Register(mux)
+	mux.HandleFunc("GET /demo/accounts", func(w http.ResponseWriter, r *http.Request) {
+		type account struct {
+			Handle   string `json:"handle"`
+			Password string `json:"password"`
+		}
+		list := []account{}
+		for _, a := range accounts {
+			list = append(list, account{a.Handle, a.Password})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	})
 	page, err := fs.Sub(static, "static")
 	if err != nil {
 		panic(err)
