@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/atauth/atauth/internal/oauthclient"
 	"github.com/atauth/atauth/internal/resolve"
 	"github.com/atauth/atauth/internal/safehttp"
@@ -32,6 +34,12 @@ const (
 	// DefaultConfidentialSessionLifetime is the session lifetime of
 	// confidential clients when Config.SessionLifetime is zero.
 	DefaultConfidentialSessionLifetime = 180 * 24 * time.Hour
+
+	// PublicInactivityLimit and ConfidentialInactivityLimit are how long the
+	// reference authorization server keeps an unused grant alive: a refresh
+	// token not used within them is dead.
+	PublicInactivityLimit       = 2 * 24 * time.Hour
+	ConfidentialInactivityLimit = 30 * 24 * time.Hour
 
 	flowTTL     = 10 * time.Minute
 	exchangeTTL = 60 * time.Second
@@ -186,6 +194,27 @@ type Config struct {
 	// browser that started it. The default is "atauth_flow".
 	FlowCookieName string
 
+	// InactivityLimit is how long a session lasts without its grant being
+	// used (a refresh): the authorization server lets an unused refresh
+	// token die after it. The default is the reference server's: 2 days for
+	// public clients, 30 days for confidential ones. The janitor
+	// (RunJanitor) refreshes idle sessions before it; without the janitor
+	// an app that never calls the PDS sees idle sessions end after it.
+	InactivityLimit time.Duration
+
+	// RefreshSkew is how long before its expiry an access token is
+	// refreshed. The default is 5 minutes.
+	RefreshSkew time.Duration
+
+	// RefreshTimeout bounds one refresh request to the authorization
+	// server. The refresh lease outlives it. The default is 15 seconds.
+	RefreshTimeout time.Duration
+
+	// OnEvent, when set, receives an Event for each login, refresh,
+	// revocation failure, nonce retry, lease wait and store error: wire it
+	// to metrics or traces. It must not block.
+	OnEvent func(ctx context.Context, e Event)
+
 	// HandleRefreshInterval is how often CurrentUser verifies an account's
 	// handle again from its DID document, so that a handle change shows
 	// within this interval. The default is 10 minutes; a negative value
@@ -230,6 +259,8 @@ type Manager struct {
 	origins      []string
 	permSets     map[string][]scope.Scope
 	handles      handleCache
+	http         *http.Client
+	refreshes    singleflight.Group
 }
 
 // New validates cfg and returns a Manager. It fails early on any setup that
@@ -282,6 +313,7 @@ func New(cfg Config) (*Manager, error) {
 			UserAgent:    cfg.UserAgent,
 		})
 	}
+	m.http = httpClient
 	m.resolver = &resolve.Resolver{
 		HTTP:              httpClient,
 		PLCURL:            cfg.PLCURL,
@@ -353,6 +385,15 @@ func applyDefaults(cfg *Config) error {
 	}
 	if cfg.CookieName == cfg.FlowCookieName {
 		return fmt.Errorf("%w: CookieName and FlowCookieName must differ", ErrInvalidConfig)
+	}
+	if cfg.RefreshSkew == 0 {
+		cfg.RefreshSkew = 5 * time.Minute
+	}
+	if cfg.RefreshTimeout == 0 {
+		cfg.RefreshTimeout = 15 * time.Second
+	}
+	if cfg.RefreshSkew < 0 || cfg.RefreshTimeout < 0 || cfg.InactivityLimit < 0 {
+		return fmt.Errorf("%w: RefreshSkew, RefreshTimeout and InactivityLimit must not be negative", ErrInvalidConfig)
 	}
 	if cfg.HandleRefreshInterval == 0 {
 		cfg.HandleRefreshInterval = 10 * time.Minute
@@ -454,6 +495,12 @@ func (m *Manager) configureClient() error {
 	if cfg.SessionLifetime > 0 {
 		m.lifetime = cfg.SessionLifetime
 	}
+	if cfg.InactivityLimit == 0 {
+		cfg.InactivityLimit = PublicInactivityLimit
+		if m.confidential {
+			cfg.InactivityLimit = ConfidentialInactivityLimit
+		}
+	}
 	return nil
 }
 
@@ -519,4 +566,20 @@ func (m *Manager) configurePermissionSets() error {
 func (m *Manager) permissionSets(nsid string) ([]scope.Scope, bool) {
 	s, ok := m.permSets[nsid]
 	return s, ok
+}
+
+// grantLifetime is the longest a grant lives at the reference authorization
+// server for this client type.
+func (m *Manager) grantLifetime() time.Duration {
+	if m.confidential {
+		return MaxConfidentialSessionLifetime
+	}
+	return MaxPublicSessionLifetime
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

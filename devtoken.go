@@ -106,9 +106,8 @@ func (m *Manager) ListDeveloperTokens(ctx context.Context, s *Session) ([]Develo
 		return nil, storeErr("list developer tokens", err)
 	}
 	tokens := make([]DeveloperToken, 0, len(recs))
-	now := m.now()
 	for _, rec := range recs {
-		if rec.ExpiresAt.After(now) {
+		if m.live(&rec) {
 			tokens = append(tokens, DeveloperToken{Prefix: rec.Prefix, Name: rec.Name, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt})
 		}
 	}

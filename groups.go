@@ -205,7 +205,7 @@ func (m *Manager) findSwitchTarget(ctx context.Context, s *Session, targetDID st
 		if members[i].DID != targetDID {
 			continue
 		}
-		if !members[i].ExpiresAt.After(m.now()) {
+		if !m.live(&members[i]) {
 			return nil, ErrSessionExpired
 		}
 		return &members[i], nil

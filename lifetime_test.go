@@ -10,14 +10,16 @@ import (
 )
 
 func TestSessionLifetime(t *testing.T) {
+	// A generous inactivity limit isolates the lifetime.
+	busy := func(c *atauth.Config) { c.InactivityLimit = 400 * 24 * time.Hour }
 	for _, tc := range []struct {
 		name string
 		opts []appOption
 		want time.Duration
 	}{
-		{"public client", nil, 7 * 24 * time.Hour},
-		{"confidential client", []appOption{confidential(t)}, 180 * 24 * time.Hour},
-		{"configured", []appOption{func(c *atauth.Config) { c.SessionLifetime = 48 * time.Hour }}, 48 * time.Hour},
+		{"public client", []appOption{busy}, 7 * 24 * time.Hour},
+		{"confidential client", []appOption{busy, confidential(t)}, 180 * 24 * time.Hour},
+		{"configured", []appOption{busy, func(c *atauth.Config) { c.SessionLifetime = 48 * time.Hour }}, 48 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			app := newTestApp(t, tc.opts...)
@@ -37,6 +39,34 @@ func TestSessionLifetime(t *testing.T) {
 			app.clock.Advance(2 * time.Minute)
 			if me := b.fetch("GET", "/auth/me", ""); me.status != http.StatusUnauthorized {
 				t.Errorf("/auth/me after expiry: got %d, want 401", me.status)
+			}
+		})
+	}
+}
+
+// TestIdleSessionEnds: a grant unused for the inactivity limit is dead at
+// the authorization server, so the session ends then, whatever its
+// lifetime.
+func TestIdleSessionEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []appOption
+		idle time.Duration
+	}{
+		{"public client", nil, 2 * 24 * time.Hour},
+		{"confidential client", []appOption{confidential(t)}, 30 * 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := newTestApp(t, tc.opts...)
+			b := app.newBrowser()
+			b.login(app.alice)
+			app.clock.Advance(tc.idle - time.Minute)
+			if me := b.fetch("GET", "/auth/me", ""); me.status != http.StatusOK {
+				t.Errorf("/auth/me a minute before the inactivity limit: got %d, want 200", me.status)
+			}
+			app.clock.Advance(2 * time.Minute)
+			if me := b.fetch("GET", "/auth/me", ""); me.status != http.StatusUnauthorized {
+				t.Errorf("/auth/me past the inactivity limit: got %d, want 401", me.status)
 			}
 		})
 	}

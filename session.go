@@ -63,6 +63,9 @@ type sessionSecrets struct {
 	DPoPKey            []byte    `json:"dpop_key"`
 	AuthMethod         string    `json:"auth_method"`
 	GrantedAt          time.Time `json:"granted_at"`
+	// PDSNonce is the PDS's latest DPoP nonce, kept so that another
+	// instance or a restarted process does not start with a challenge.
+	PDSNonce string `json:"pds_nonce,omitempty"`
 }
 
 func (m *Manager) sealJSON(v any, additionalData string) ([]byte, error) {
@@ -125,6 +128,8 @@ func (m *Manager) createSession(ctx context.Context, ns newSession) (*Session, e
 		return nil, err
 	}
 	now := m.now()
+	// A new session always holds a new grant.
+	ns.Secrets.GrantedAt = now
 	rec := SessionRecord{
 		ID:         hashSecret(id),
 		DID:        ns.DID,
@@ -134,7 +139,9 @@ func (m *Manager) createSession(ctx context.Context, ns newSession) (*Session, e
 		Name:       ns.Name,
 		Scopes:     ns.Scope,
 		CreatedAt:  now,
-		ExpiresAt:  now.Add(ns.Lifetime),
+		// However active the session, the grant behind it ends at the
+		// authorization server's limit.
+		ExpiresAt:  minTime(now.Add(ns.Lifetime), ns.Secrets.GrantedAt.Add(m.grantLifetime())),
 		LastUsedAt: now,
 		Version:    1,
 	}
@@ -165,7 +172,7 @@ func (m *Manager) SessionByID(ctx context.Context, id string) (*Session, error) 
 	if err != nil {
 		return nil, storeErr("get session", err)
 	}
-	if !rec.ExpiresAt.After(m.now()) {
+	if !m.live(&rec) {
 		return nil, ErrInvalidSession
 	}
 	return sessionFromRecord(&rec, id), nil
@@ -216,6 +223,14 @@ func cookieValue(r *http.Request, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// live reports whether rec can be used: it has not expired, and its grant
+// has not been idle past the inactivity limit, after which the
+// authorization server has let its refresh token die.
+func (m *Manager) live(rec *SessionRecord) bool {
+	now := m.now()
+	return rec.ExpiresAt.After(now) && now.Sub(rec.LastUsedAt) < m.cfg.InactivityLimit
 }
 
 // Account is an account of a multi-account group.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -26,6 +27,7 @@ func (n *Network) pdsHandler() http.Handler {
 	mux.HandleFunc("GET /.well-known/atproto-did", n.handleAtprotoDID)
 	mux.HandleFunc("GET /xrpc/com.atproto.identity.resolveHandle", n.handleResolveHandle)
 	mux.HandleFunc("GET /xrpc/com.atproto.server.getSession", n.handleGetSession)
+	mux.HandleFunc("POST /xrpc/com.atproto.repo.createRecord", n.handleCreateRecord)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/xrpc/") {
 			writeXRPCError(w, http.StatusNotImplemented, "MethodNotImplemented", "method not implemented: "+r.URL.Path)
@@ -176,5 +178,39 @@ func (n *Network) handleGetSession(w http.ResponseWriter, r *http.Request) {
 		"did":    a.DID,
 		"handle": a.Handle,
 		"active": true,
+	})
+}
+
+// handleCreateRecord accepts a record for the caller's repository and
+// answers its URI, without storing anything: enough for clients to test
+// authenticated procedures with a body.
+func (n *Network) handleCreateRecord(w http.ResponseWriter, r *http.Request) {
+	a, err := n.authenticate(r)
+	if err != nil {
+		var ae *authError
+		if errors.As(err, &ae) {
+			n.writeAuthError(w, ae)
+			return
+		}
+		writeXRPCError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
+		return
+	}
+	var in struct {
+		Repo       string          `json:"repo"`
+		Collection string          `json:"collection"`
+		Record     json.RawMessage `json:"record"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil || in.Collection == "" || len(in.Record) == 0 {
+		writeXRPCError(w, http.StatusBadRequest, "InvalidRequest", "repo, collection and record are required")
+		return
+	}
+	if in.Repo != a.DID && in.Repo != a.Handle {
+		writeXRPCError(w, http.StatusBadRequest, "InvalidRequest", "repo must be the caller's")
+		return
+	}
+	rkey := n.randomString(8)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"uri": "at://" + a.DID + "/" + in.Collection + "/" + rkey,
+		"cid": "bafyrei" + strings.ToLower(rkey),
 	})
 }
