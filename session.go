@@ -131,14 +131,14 @@ func (m *Manager) createSession(ctx context.Context, ns newSession) (*Session, e
 	// A new session always holds a new grant.
 	ns.Secrets.GrantedAt = now
 	rec := SessionRecord{
-		ID:         hashSecret(id),
-		DID:        ns.DID,
-		Handle:     ns.Handle,
-		Kind:       ns.Kind,
-		GroupID:    ns.GroupID,
-		Name:       ns.Name,
-		Scopes:     ns.Scope,
-		CreatedAt:  now,
+		ID:        hashSecret(id),
+		DID:       ns.DID,
+		Handle:    ns.Handle,
+		Kind:      ns.Kind,
+		GroupID:   ns.GroupID,
+		Name:      ns.Name,
+		Scopes:    ns.Scope,
+		CreatedAt: now,
 		// However active the session, the grant behind it ends at the
 		// authorization server's limit.
 		ExpiresAt:  minTime(now.Add(ns.Lifetime), ns.Secrets.GrantedAt.Add(m.grantLifetime())),
