@@ -132,3 +132,14 @@ type Store interface {
 	// itself, such as Redis, may have nothing left to remove and report 0.
 	PurgeExpired(ctx context.Context) (int, error)
 }
+
+// IdleSessionLister is an optional Store capability. The janitor
+// (Manager.RunJanitor) uses it to refresh sessions whose grant has been idle
+// for a while, before the authorization server lets their refresh token
+// die. Stores without it still work; their idle sessions simply end after
+// Config.InactivityLimit.
+type IdleSessionLister interface {
+	// ListIdleSessions returns up to limit live sessions whose LastUsedAt
+	// is before usedBefore, least recently used first.
+	ListIdleSessions(ctx context.Context, usedBefore time.Time, limit int) ([]SessionRecord, error)
+}

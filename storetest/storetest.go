@@ -77,6 +77,7 @@ func Run(t *testing.T, newStore func(t *testing.T) atauth.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"LargeValue", testLargeValue},
 		{"OddKeys", testOddKeys},
+		{"ListIdleSessions", testListIdleSessions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -981,4 +982,37 @@ func testSharedVisibility(t *testing.T, a, b atauth.Store) {
 	if got, err := a.TakeOnce(ctx, u); !errors.Is(err, atauth.ErrNotFound) {
 		t.Errorf("TakeOnce through the first store after the second took: got %q, %v, want ErrNotFound", got, err)
 	}
+}
+
+// testListIdleSessions checks the optional IdleSessionLister capability.
+func testListIdleSessions(t *testing.T, s atauth.Store) {
+	lister, ok := s.(atauth.IdleSessionLister)
+	if !ok {
+		t.Skip("the store does not implement atauth.IdleSessionLister (optional)")
+	}
+	ctx := context.Background()
+	u := unique()
+	now := time.Now()
+	// The lister sees the whole store: a cutoff far in the past keeps other
+	// subtests' sessions out.
+	base := now.Add(-1000 * time.Hour)
+	mk := func(name string, lastUsed time.Time) atauth.SessionRecord {
+		rec := record(u+"-"+name, "did:plc:"+u, "", atauth.KindDeveloper, base.Add(-time.Hour))
+		rec.LastUsedAt = lastUsed
+		return rec
+	}
+	oldest := mk("oldest", base.Add(-3*time.Hour))
+	older := mk("older", base.Add(-2*time.Hour))
+	recent := mk("recent", base.Add(time.Hour))
+	expired := mk("expired", base.Add(-4*time.Hour))
+	expired.ExpiresAt = now.Add(-time.Minute)
+	for _, rec := range []atauth.SessionRecord{recent, older, oldest, expired} {
+		mustCreate(t, s, rec)
+	}
+	got, err := lister.ListIdleSessions(ctx, base, 10)
+	checkIDs(t, "ListIdleSessions", got, err, oldest.ID, older.ID)
+	got, err = lister.ListIdleSessions(ctx, base, 1)
+	checkIDs(t, "ListIdleSessions with limit 1", got, err, oldest.ID)
+	got, err = lister.ListIdleSessions(ctx, base.Add(-10*time.Hour), 10)
+	checkIDs(t, "ListIdleSessions with nothing idle", got, err)
 }

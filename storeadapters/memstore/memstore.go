@@ -349,3 +349,33 @@ func cloneBytes(b []byte) []byte {
 	}
 	return append(make([]byte, 0, len(b)), b...)
 }
+
+var _ atauth.IdleSessionLister = (*Store)(nil)
+
+// ListIdleSessions returns up to limit live sessions last used before
+// usedBefore, least recently used first. It scans every session: the
+// janitor calls it every few minutes, not per request.
+func (s *Store) ListIdleSessions(ctx context.Context, usedBefore time.Time, limit int) ([]atauth.SessionRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.b.mu.RLock()
+	now := s.b.now()
+	out := []atauth.SessionRecord{}
+	for _, rec := range s.b.sessions {
+		if live(rec.ExpiresAt, now) && rec.LastUsedAt.Before(usedBefore) {
+			out = append(out, *rec)
+		}
+	}
+	s.b.mu.RUnlock()
+	slices.SortFunc(out, func(x, y atauth.SessionRecord) int {
+		if c := x.LastUsedAt.Compare(y.LastUsedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	if limit >= 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
