@@ -203,5 +203,6 @@ func (m *Manager) revokeToken(ctx context.Context, grant oauthclient.Grant, toke
 	}
 	if err := m.oauth.Revoke(ctx, grant, token); err != nil {
 		m.log.WarnContext(ctx, "atauth: revocation failed", "did", did, "issuer", grant.Issuer, "err", err)
+		m.emit(ctx, Event{Type: EventRevocationFailed, DID: did, Err: err})
 	}
 }
