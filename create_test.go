@@ -15,11 +15,9 @@ import (
 
 func creationApp(t *testing.T, opts ...appOption) *testApp {
 	t.Helper()
-	var app *testApp
-	app = newTestApp(t, append([]appOption{func(c *atauth.Config) {
+	return newTestApp(t, append([]appOption{func(c *atauth.Config) {
 		c.AccountCreation = true
 	}}, opts...)...)
-	return app
 }
 
 func TestPDSOptions(t *testing.T) {
@@ -46,8 +44,7 @@ func TestPDSOptions(t *testing.T) {
 }
 
 func TestCreateAccount(t *testing.T) {
-	var app *testApp
-	app = creationApp(t)
+	app := creationApp(t)
 	// The offered PDS is known only once the network runs.
 	cfg := app.cfg
 	cfg.PDSOptions = []atauth.PDSOption{{Name: "local", URL: app.net.PDSURL()}}

@@ -24,10 +24,10 @@ const (
 // DeveloperTokenRequest describes a developer token to mint.
 type DeveloperTokenRequest struct {
 	// Name labels the token in lists; at most 100 characters.
-	Name string
+	Name string `json:"name"`
 	// ExpiresInDays is the token's lifetime. Nil means the default (90
 	// days, or the client type's limit if lower); 0 means the limit.
-	ExpiresInDays *int
+	ExpiresInDays *int `json:"expires_in_days"`
 }
 
 // DeveloperTokenMaxDays returns the longest developer-token lifetime the

@@ -309,21 +309,17 @@ func (m *Manager) handleAddAccountStart(w http.ResponseWriter, r *http.Request) 
 	m.answerFlowStart(w, r, start, err)
 }
 
-type developerTokenBody struct {
-	Name          string `json:"name"`
-	ExpiresInDays *int   `json:"expires_in_days"`
-}
 
 func (m *Manager) handleDeveloperTokenStart(w http.ResponseWriter, r *http.Request) {
 	s, ok := m.authenticateOrError(w, r)
 	if !ok {
 		return
 	}
-	var body developerTokenBody
+	var body DeveloperTokenRequest
 	if !decodeJSON(w, r, &body) {
 		return
 	}
-	start, err := m.StartDeveloperToken(r.Context(), s, DeveloperTokenRequest{Name: body.Name, ExpiresInDays: body.ExpiresInDays})
+	start, err := m.StartDeveloperToken(r.Context(), s, body)
 	m.answerFlowStart(w, r, start, err)
 }
 
