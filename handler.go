@@ -309,7 +309,6 @@ func (m *Manager) handleAddAccountStart(w http.ResponseWriter, r *http.Request) 
 	m.answerFlowStart(w, r, start, err)
 }
 
-
 func (m *Manager) handleDeveloperTokenStart(w http.ResponseWriter, r *http.Request) {
 	s, ok := m.authenticateOrError(w, r)
 	if !ok {
