@@ -172,22 +172,21 @@ func (c *PDSClient) send(req *http.Request, target *url.URL, body []byte, g *gra
 
 // persistNonce stores the PDS's new nonce in the session, best effort: a
 // single compare-and-swap that only touches the nonce, so it can never
-// overwrite rotated tokens, and whose loss costs one round trip later.
+// overwrite rotated tokens, and whose loss costs one round trip later. g is
+// shared by the callers of one refresh, so it is copied, never modified.
 func (m *Manager) persistNonce(ctx context.Context, g *grantState, nonce string) {
 	if g.sec.PDSNonce == nonce {
 		return
 	}
-	g.sec.PDSNonce = nonce
-	sealed, err := m.sealJSON(g.sec, g.rec.ID)
+	sec := g.sec
+	sec.PDSNonce = nonce
+	rec := g.rec
+	sealed, err := m.sealJSON(sec, rec.ID)
 	if err != nil {
 		return
 	}
-	rec := g.rec
 	rec.Sealed = sealed
-	if err := m.store.UpdateSession(ctx, rec); err == nil {
-		g.rec.Version++
-		g.rec.Sealed = sealed
-	}
+	_ = m.store.UpdateSession(ctx, rec)
 }
 
 func drain(resp *http.Response) {

@@ -75,6 +75,7 @@ func (n *Network) kill(g *grant) {
 		delete(n.refreshIndex, t)
 	}
 	delete(n.grants, g.id)
+	n.persistLocked()
 }
 
 func (n *Network) asHandler() http.Handler {
@@ -426,6 +427,9 @@ func (n *Network) exchangeCode(w http.ResponseWriter, c *client, auth clientAuth
 		return err
 	}
 	n.stats.AuthorizationCode++
+	// Saved before the client sees the tokens, so that none it holds is
+	// unknown after a restart.
+	n.persistLocked()
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
@@ -470,6 +474,7 @@ func (n *Network) refresh(w http.ResponseWriter, c *client, auth clientAuth, pro
 		return err
 	}
 	n.stats.Refresh++
+	n.persistLocked()
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -61,6 +61,7 @@ func (n *Network) CreateAccount(handle, password string) (Account, error) {
 	n.accounts = append(n.accounts, a)
 	n.byDID[did] = a
 	n.byHandle[normalized] = a
+	n.persistLocked()
 	return a.Account, nil
 }
 
@@ -84,6 +85,7 @@ func (n *Network) ChangeHandle(did, handle string) error {
 	delete(n.byHandle, a.Handle)
 	a.Handle = normalized
 	n.byHandle[normalized] = a
+	n.persistLocked()
 	return nil
 }
 

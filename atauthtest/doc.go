@@ -1,9 +1,10 @@
 // Package atauthtest runs an in-process ATProto network for tests and demos:
 // an identity directory (like plc.directory), a PDS and an OAuth
 // authorization server, each a real HTTP server on 127.0.0.1. It is not for
-// production: accounts, passwords and tokens live in memory, passwords are
-// stored in clear, and the authorization server trusts client metadata
-// served over plain http from loopback addresses.
+// production: accounts, passwords and tokens live in memory (or, with
+// [WithStateFile], in a JSON file), passwords are stored in clear, and the
+// authorization server trusts client metadata served over plain http from
+// loopback addresses.
 //
 // The authorization server is strict in the way Bluesky's reference
 // (@atproto/oauth-provider) is: pushed authorization requests only, PKCE
@@ -68,6 +69,15 @@
 // inject the failures a real deployment produces, and [Network.Stats],
 // [Network.LastPAR] and [Network.ActiveGrants] let a test observe what the
 // client did. All methods are safe for concurrent use.
+//
+// # Keeping state across restarts
+//
+// A demo that should survive a restart starts its network with
+// [WithStateFile]. The accounts, the authorization server's key, the live
+// grants and the ports are saved on every change and restored by the next
+// Start, so a session made before the restart still refreshes after it:
+//
+//	network, err := atauthtest.Start(atauthtest.WithStateFile(filepath.Join(dataDir, "network.json")))
 //
 // # Endpoints
 //

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +50,8 @@ type config struct {
 	nonceRotation  time.Duration
 	now            func() time.Time
 	rand           io.Reader
+	stateFile      string
+	logger         *slog.Logger
 }
 
 // WithPromptValues sets prompt_values_supported in the AS metadata. The
@@ -89,6 +93,13 @@ func WithRand(r io.Reader) Option {
 // default is one minute.
 func WithNonceRotation(d time.Duration) Option {
 	return func(c *config) { c.nonceRotation = d }
+}
+
+// WithLogger sets where the network reports what it cannot return as an
+// error, such as a state file it failed to save (see [WithStateFile]). The
+// default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
 }
 
 // Network is an in-process ATProto network: an identity directory (like
@@ -156,6 +167,9 @@ func Start(opts ...Option) (*Network, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
 	if cfg.accessTokenTTL <= 0 {
 		return nil, errors.New("atauthtest: access token TTL must be positive")
 	}
@@ -166,19 +180,19 @@ func Start(opts ...Option) (*Network, error) {
 		return nil, errors.New("atauthtest: session lifetime must not be negative")
 	}
 
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), cfg.rand)
+	// saved is nil without a state file, or before the first save.
+	saved, err := loadState(cfg.stateFile)
 	if err != nil {
-		return nil, fmt.Errorf("atauthtest: generating signing key: %w", err)
+		return nil, err
 	}
-	signingKey, err := jwk.FromRaw(priv)
+	var signingKey jwk.Key
+	if saved != nil {
+		signingKey, err = saved.signingKey()
+	} else {
+		signingKey, err = newSigningKey(cfg.rand)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("atauthtest: signing key: %w", err)
-	}
-	if err := signingKey.Set(jwk.KeyIDKey, "as-key-1"); err != nil {
-		return nil, fmt.Errorf("atauthtest: signing key: %w", err)
-	}
-	if err := signingKey.Set(jwk.AlgorithmKey, jwa.ES256); err != nil {
-		return nil, fmt.Errorf("atauthtest: signing key: %w", err)
+		return nil, err
 	}
 	publicKey, err := signingKey.PublicKey()
 	if err != nil {
@@ -207,24 +221,74 @@ func Start(opts ...Option) (*Network, error) {
 		seenJTI:      make(map[string]time.Time),
 		promptValues: cfg.promptValues,
 	}
+	var ports savedPorts
+	if saved != nil {
+		n.restore(saved)
+		ports = saved.Ports
+	}
 	// The handlers read their own URLs, so every listener exists and every
 	// URL is known before any server starts serving.
-	n.plc = newLoopbackServer(n.countPLC(n.plcHandler()))
-	n.pds = newLoopbackServer(n.serverMiddleware(&n.pdsNonce, &n.stats.PDSRequests, n.pdsHandler()))
-	n.as = newLoopbackServer(n.serverMiddleware(&n.asNonce, &n.stats.ASRequests, n.asHandler()))
+	n.plc = n.newLoopbackServer("identity directory", ports.PLC, n.countPLC(n.plcHandler()))
+	n.pds = n.newLoopbackServer("PDS", ports.PDS, n.serverMiddleware(&n.pdsNonce, &n.stats.PDSRequests, n.pdsHandler()))
+	n.as = n.newLoopbackServer("authorization server", ports.AS, n.serverMiddleware(&n.asNonce, &n.stats.ASRequests, n.asHandler()))
 	n.plcURL, n.pdsURL, n.asURL = serverURL(n.plc), serverURL(n.pds), serverURL(n.as)
 	n.plc.Start()
 	n.pds.Start()
 	n.as.Start()
+	if cfg.stateFile != "" {
+		// Save at once, so that the key and the ports outlive even a network
+		// that never changes, and so that an unwritable file fails Start.
+		n.mu.Lock()
+		err := n.saveLocked()
+		n.mu.Unlock()
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
-// newLoopbackServer returns an unstarted server listening on 127.0.0.1.
-func newLoopbackServer(h http.Handler) *httptest.Server {
+// newSigningKey generates the AS's ES256 key for access tokens.
+func newSigningKey(random io.Reader) (jwk.Key, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), random)
+	if err != nil {
+		return nil, fmt.Errorf("atauthtest: generating signing key: %w", err)
+	}
+	key, err := jwk.FromRaw(priv)
+	if err != nil {
+		return nil, fmt.Errorf("atauthtest: signing key: %w", err)
+	}
+	if err := key.Set(jwk.KeyIDKey, "as-key-1"); err != nil {
+		return nil, fmt.Errorf("atauthtest: signing key: %w", err)
+	}
+	if err := key.Set(jwk.AlgorithmKey, jwa.ES256); err != nil {
+		return nil, fmt.Errorf("atauthtest: signing key: %w", err)
+	}
+	return key, nil
+}
+
+// newLoopbackServer returns an unstarted server listening on 127.0.0.1, on
+// port when it is not 0 and still free. A restored network wants its old
+// ports back because its URLs are in DID documents and in the sessions
+// clients keep; when a port is taken it warns and takes any free one.
+func (n *Network) newLoopbackServer(name string, port int, h http.Handler) *httptest.Server {
 	s := httptest.NewUnstartedServer(h)
 	// httptest listens on 127.0.0.1:0 by default; say it anyway because
 	// clients rely on loopback addresses only.
-	if l, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
+	var l net.Listener
+	var err error
+	if port != 0 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if l, err = net.Listen("tcp", addr); err != nil {
+			n.cfg.logger.Warn("atauthtest: the "+name+"'s address before the restart is taken; it moves to a new port, and sessions made before the restart stop working",
+				"addr", addr, "err", err)
+		}
+	}
+	if l == nil {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err == nil {
 		s.Listener.Close()
 		s.Listener = l
 	}
@@ -233,12 +297,17 @@ func newLoopbackServer(h http.Handler) *httptest.Server {
 
 func serverURL(s *httptest.Server) string { return "http://" + s.Listener.Addr().String() }
 
-// Close stops all servers of the network. It is safe to call more than once.
+// Close stops all servers of the network. With [WithStateFile] it saves the
+// state a last time, in case a save failed earlier. It is safe to call more
+// than once.
 func (n *Network) Close() {
 	n.as.Close()
 	n.pds.Close()
 	n.plc.Close()
 	n.transport.CloseIdleConnections()
+	n.mu.Lock()
+	n.persistLocked()
+	n.mu.Unlock()
 }
 
 // PLCURL returns the URL of the identity directory. GET {PLCURL}/{did}

@@ -14,16 +14,18 @@
 //
 // # Schema
 //
-// Migrate applies schema.sql, which [Schema] returns: the tables
-// atauth_sessions, atauth_once_values, atauth_leases and
-// atauth_schema_version, with indexes for the lookups atauth makes (by group,
-// by DID and kind, by expiry). The table names carry an atauth_ prefix so that
-// they do not collide with an application's own "sessions". A session's
-// fields are real columns an operator can query; only the sealed column holds
-// encrypted data. Teams that run their own migrations apply Schema() in one
-// transaction instead of calling Migrate; each statement is idempotent, and
-// the applied version is recorded in atauth_schema_version so that later
-// versions of this package can migrate on from it. [WithSchema] puts the
+// Migrate applies schema.sql and the migrations after it (schema_2.sql),
+// which [Schema] returns together: the tables atauth_sessions,
+// atauth_once_values, atauth_leases and atauth_schema_version, with indexes
+// for the lookups atauth makes (by group, by DID and kind, by expiry, and by
+// last use for [Store.ListIdleSessions]). The table names carry an atauth_
+// prefix so that they do not collide with an application's own "sessions".
+// A session's fields are real columns an operator can query; only the sealed
+// column holds encrypted data. Teams that run their own migrations apply
+// Schema() in one transaction instead of calling Migrate; each statement is
+// idempotent, and the version the schema is at is recorded in
+// atauth_schema_version so that later versions of this package can migrate
+// on from it. [WithSchema] puts the
 // tables in a PostgreSQL schema of their own.
 //
 // # Clock

@@ -375,6 +375,107 @@ func (s *Store) PurgeExpired(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+var _ atauth.IdleSessionLister = (*Store)(nil)
+
+// idleBatch is how many session keys one step of ListIdleSessions reads
+// in Redis.
+const idleBatch = 500
+
+// ListIdleSessions implements atauth.IdleSessionLister. It returns up to
+// limit live sessions last used before usedBefore, least recently used
+// first; a negative limit means no limit. Like PurgeExpired it walks every
+// session key, with SCAN, and a script reads each record's LastUsedAt in
+// Redis, so only idle records cross the network. That is a pass over all
+// sessions each time: fine for the janitor's few calls an hour, not for a
+// request path. (A sorted set by LastUsedAt would avoid it, at the cost of
+// one more key to keep in step on every write.)
+func (s *Store) ListIdleSessions(ctx context.Context, usedBefore time.Time, limit int) ([]atauth.SessionRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	node, err := s.primary(ctx)
+	if err != nil {
+		return nil, wrap("list idle sessions", err)
+	}
+	sessionPrefix := s.sessionKey("")
+	seen := make(map[string]bool)
+	out := []atauth.SessionRecord{}
+	keys := make([]string, 0, idleBatch)
+	flush := func() error {
+		if len(keys) == 0 {
+			return nil
+		}
+		vals, err := idleScript.Run(ctx, node, keys, usedBefore.Unix(), usedBefore.Nanosecond()).Slice()
+		keys = keys[:0]
+		if err != nil {
+			return err
+		}
+		for i := 0; i+1 < len(vals); i += 2 {
+			k, ok1 := vals[i].(string)
+			v, ok2 := vals[i+1].(string)
+			if !ok1 || !ok2 {
+				return fmt.Errorf("unexpected reply %T, %T", vals[i], vals[i+1])
+			}
+			id := strings.TrimPrefix(k, sessionPrefix)
+			if seen[id] { // SCAN may return a key twice
+				continue
+			}
+			seen[id] = true
+			rec, err := decode(id, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
+		if limit >= 0 && len(out) > 2*limit+idleBatch {
+			// Keep memory bounded by limit, not by the idle sessions.
+			out = leastRecentlyUsed(out, limit)
+		}
+		return nil
+	}
+	iter := node.Scan(ctx, 0, globEscape(sessionPrefix)+"*", idleBatch).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == idleBatch {
+			if err := flush(); err != nil {
+				return nil, wrap("list idle sessions", err)
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return nil, wrap("list idle sessions", err)
+	}
+	if err := flush(); err != nil {
+		return nil, wrap("list idle sessions", err)
+	}
+	return leastRecentlyUsed(out, limit), nil
+}
+
+// leastRecentlyUsed sorts recs by LastUsedAt, then ID, and keeps the first
+// limit of them (all of them for a negative limit).
+func leastRecentlyUsed(recs []atauth.SessionRecord, limit int) []atauth.SessionRecord {
+	slices.SortFunc(recs, func(x, y atauth.SessionRecord) int {
+		if c := x.LastUsedAt.Compare(y.LastUsedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	if limit >= 0 && len(recs) > limit {
+		recs = recs[:limit]
+	}
+	return recs
+}
+
+// primary returns the client to SCAN with: on a Cluster, the primary that
+// serves the prefix's slot, where every key lives given a hash tag in the
+// prefix.
+func (s *Store) primary(ctx context.Context) (redis.UniversalClient, error) {
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		return cc.MasterForKey(ctx, s.prefix)
+	}
+	return s.client, nil
+}
+
 // globEscape escapes the characters that SCAN's MATCH pattern treats
 // specially.
 func globEscape(s string) string {

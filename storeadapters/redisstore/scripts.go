@@ -157,3 +157,28 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 `)
+
+// idleScript picks, from a batch of session keys, the records last used
+// before a cutoff. It reads LastUsedAt at its fixed offset in the record
+// (see encoding.go): 8 bytes of signed Unix seconds and 4 of nanoseconds,
+// after the 1-byte format, the Version and two times.
+//
+// KEYS: session keys. ARGV: cutoff Unix seconds, cutoff nanoseconds.
+// Returns key, record, key, record...
+var idleScript = redis.NewScript(luaPrelude + `
+local csec, cns = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for _, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v and string.byte(v, 1) == 1 then
+    local hi = u32(v, 34)
+    if hi >= 2147483648 then hi = hi - 4294967296 end
+    local sec = hi * 4294967296 + u32(v, 38)
+    if sec < csec or (sec == csec and u32(v, 42) < cns) then
+      out[#out + 1] = k
+      out[#out + 1] = v
+    end
+  end
+end
+return out
+`)

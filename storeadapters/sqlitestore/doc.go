@@ -15,12 +15,13 @@
 //
 // # Schema
 //
-// Open and New apply schema.sql, which [Schema] returns, in one BEGIN
-// IMMEDIATE transaction, and record the version in atauth_schema_version,
-// so opening is idempotent and processes opening one file at once apply it
-// once. The tables are atauth_sessions, atauth_once_values and
-// atauth_leases, STRICT, with indexes for the lookups atauth makes (by group,
-// by DID and kind, by expiry). A session's fields are real columns; only the
+// Open and New apply schema.sql and the migrations after it (schema_2.sql),
+// which [Schema] returns together, in one BEGIN IMMEDIATE transaction, and
+// record the version in atauth_schema_version, so opening is idempotent and
+// processes opening one file at once apply each migration once. The tables
+// are atauth_sessions, atauth_once_values and atauth_leases, STRICT, with
+// indexes for the lookups atauth makes (by group, by DID and kind, by
+// expiry, and by last use for [Store.ListIdleSessions]). A session's fields are real columns; only the
 // sealed column holds encrypted data. Times are INTEGER Unix nanoseconds,
 // which compare without parsing and carry no time zone; the zero time.Time
 // is stored as 0, and times outside the years 1678 to 2262 are refused.

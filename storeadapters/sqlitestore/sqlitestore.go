@@ -19,21 +19,27 @@ import (
 //go:embed schema.sql
 var schemaSQL string
 
-// Schema returns the SQL that Open and New apply: the contents of
-// schema.sql.
-func Schema() string { return schemaSQL }
+//go:embed schema_2.sql
+var schema2SQL string
 
-// migration is one step of the schema. Each inserts its own version into
-// atauth_schema_version.
+// Schema returns the SQL that Open and New apply to an empty database: the
+// contents of schema.sql and of the later migrations, schema_2.sql, in
+// order.
+func Schema() string { return schemaSQL + "\n" + schema2SQL }
+
+// migration is one step of the schema. Each records its version in
+// atauth_schema_version: version 1 inserts it, and from version 2 on each
+// replaces the row of the version before, so the table holds the version
+// the schema is at.
 type migration struct {
 	version int
 	sql     string
 }
 
-// migrations returns the steps applied in order. Version 1 is schema.sql;
-// later versions will be files of their own.
+// migrations returns the steps applied in order. A version, once released,
+// never changes: an application may have applied it already.
 func migrations() []migration {
-	return []migration{{1, schemaSQL}}
+	return []migration{{1, schemaSQL}, {2, schema2SQL}}
 }
 
 // BusyTimeout is how long a connection that Open makes waits for another
@@ -210,7 +216,7 @@ func (s *Store) migrate(ctx context.Context) (err error) {
 // queries holds the Store's SQL.
 type queries struct {
 	create, get, update, version, delete, byGroup, byDID string
-	putOnce, takeOnce, acquire, release                  string
+	putOnce, takeOnce, acquire, release, idle            string
 }
 
 const sessionColumns = "id, did, handle, kind, group_id, name, prefix, scopes, created_at, expires_at, last_used_at, version, sealed"
@@ -244,6 +250,12 @@ func buildQueries() queries {
 		byDID: r.Replace(`SELECT {cols} FROM atauth_sessions
 			WHERE did = ?1 AND kind = ?2 AND expires_at > ?3
 			ORDER BY created_at, id`),
+		// atauth_sessions_last_used_idx serves the range and the order. A
+		// negative LIMIT is no limit.
+		idle: r.Replace(`SELECT {cols} FROM atauth_sessions
+			WHERE last_used_at < ?1 AND expires_at > ?2
+			ORDER BY last_used_at, id
+			LIMIT ?3`),
 		putOnce: `INSERT INTO atauth_once_values (key, value, expires_at) VALUES (?1, ?2, ?3)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
 		takeOnce: `DELETE FROM atauth_once_values WHERE key = ?1 RETURNING value, expires_at`,
@@ -340,6 +352,20 @@ func (s *Store) ListSessionsByGroup(ctx context.Context, groupID string) ([]atau
 // ListSessionsByDID implements atauth.Store.
 func (s *Store) ListSessionsByDID(ctx context.Context, did string, kind atauth.SessionKind) ([]atauth.SessionRecord, error) {
 	return s.list(ctx, "list sessions by DID", s.q.byDID, did, string(kind), s.now().UnixNano())
+}
+
+var _ atauth.IdleSessionLister = (*Store)(nil)
+
+// ListIdleSessions implements atauth.IdleSessionLister. It returns up to
+// limit live sessions last used before usedBefore, least recently used
+// first, through the index on last_used_at; a negative limit means no
+// limit.
+func (s *Store) ListIdleSessions(ctx context.Context, usedBefore time.Time, limit int) ([]atauth.SessionRecord, error) {
+	t, err := nanos(usedBefore, s.now())
+	if err != nil {
+		return nil, wrap("list idle sessions", err)
+	}
+	return s.list(ctx, "list idle sessions", s.q.idle, t[0], t[1], int64(limit))
 }
 
 func (s *Store) list(ctx context.Context, op, query string, args ...any) ([]atauth.SessionRecord, error) {
