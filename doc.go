@@ -36,8 +36,53 @@
 // which checks the response, exchanges the code for DPoP-bound tokens,
 // creates a session and redirects to the frontend with a one-time
 // exchange_token. The frontend posts it to POST /auth/exchange
-// (Manager.Exchange) and receives the session cookie. HTTP-CONTRACT.md in
-// the repository specifies every endpoint.
+// (Manager.Exchange) and receives the session cookie.
+//
+// The same callback finishes every other flow, dispatching on the kind the
+// flow recorded when it started: account creation at an offered PDS
+// (StartCreateAccount, prompt=create), adding an account to the browser's
+// group (StartAddAccount, then SwitchAccount, LogoutAndSwitch, LogoutAll),
+// developer tokens with their own grant (StartDeveloperToken,
+// ListDeveloperTokens, RevokeDeveloperToken), and scope upgrades that keep
+// the session id (StartScopeUpgrade, RequireScopes). HTTP-CONTRACT.md in
+// the repository specifies every endpoint; Config.OnFlowComplete lets the
+// app create its own records when a flow completes.
+//
+// # Calling the user's PDS
+//
+// PDSClient returns a client for a session's PDS: Query and Procedure for
+// XRPC, or an *http.Client. Requests carry the DPoP-bound access token and a
+// proof; nonce challenges are answered once, and the nonce is kept in the
+// session so another instance starts warm. Tokens are refreshed before they
+// expire and when the PDS refuses them. Refresh never loses a grant: one
+// refresh per session is in flight in a process, a Store lease serializes
+// instances, the session is read again under the lease so a refresh a peer
+// already made is not repeated, and the result is written with
+// compare-and-swap. A grant the authorization server refuses ends the
+// session with ErrSessionExpired (HTTP 401 {"detail": "session_expired"}).
+//
+// The reference authorization server lets an unused refresh token die
+// after 2 days (public clients) or 30 days (confidential ones); sessions end
+// then too. RunJanitor purges expired records and refreshes idle sessions
+// before that limit; atauth starts no goroutine unless you run it.
+//
+// # Observability
+//
+// Config.Logger receives diagnostics and never a secret: session ids,
+// tokens, codes and states appear in no log line. Config.OnEvent receives an
+// Event for every completed flow, refresh (with its outcome: ok, skipped
+// because a peer had refreshed, failed, expired, raced), lease wait, nonce
+// retry, failed revocation and store error. Counting them needs no metrics
+// library in atauth; with Prometheus, for example:
+//
+//	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "atauth_refreshes_total"}, []string{"outcome"})
+//	cfg.OnEvent = func(ctx context.Context, e atauth.Event) {
+//		if e.Type == atauth.EventRefresh {
+//			refreshes.WithLabelValues(e.Outcome).Inc()
+//		}
+//	}
+//
+// With OpenTelemetry, add e as a span event of trace.SpanFromContext(ctx).
 //
 // # Security model
 //
@@ -82,7 +127,10 @@
 //
 // A Store keeps session records, one-time records (pending flows, exchange
 // tokens) and leases. storeadapters/memstore keeps them in memory for one
-// process. Every Store must pass storetest.Run.
+// process, storeadapters/sqlitestore in a SQLite file (pure Go), and
+// storeadapters/pgstore and storeadapters/redisstore in PostgreSQL and
+// Redis for several instances. Every Store must pass storetest.Run;
+// examples/customstore builds one from scratch on MariaDB.
 //
 // # Testing an app
 //
