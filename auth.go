@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -184,6 +185,17 @@ type Config struct {
 	// CORS responses. FrontendURL's origin is always trusted.
 	TrustedOrigins []string
 
+	// RateLimiter limits the unauthenticated endpoints and the flow
+	// starters per client address. The default is a TokenBucket of
+	// DefaultRateLimitPerMinute requests a minute with bursts of
+	// DefaultRateLimitBurst; NoRateLimit turns limiting off.
+	RateLimiter RateLimiter
+
+	// TrustedProxies are the CIDR prefixes of reverse proxies whose
+	// X-Forwarded-For names the client. Without them the client is the TCP
+	// peer, and X-Forwarded-For is ignored, since anyone can send it.
+	TrustedProxies []string
+
 	// PathPrefix is where the auth endpoints live. The default is "/auth".
 	PathPrefix string
 
@@ -261,6 +273,8 @@ type Manager struct {
 	handles      handleCache
 	http         *http.Client
 	refreshes    singleflight.Group
+	limiter      RateLimiter
+	proxies      []netip.Prefix
 }
 
 // New validates cfg and returns a Manager. It fails early on any setup that
@@ -296,6 +310,17 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if err := m.configureOrigins(); err != nil {
 		return nil, err
+	}
+	m.limiter = cfg.RateLimiter
+	if m.limiter == nil {
+		m.limiter = NewTokenBucket(DefaultRateLimitPerMinute, DefaultRateLimitBurst, cfg.Now)
+	}
+	for _, p := range cfg.TrustedProxies {
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: TrustedProxies: %w", ErrInvalidConfig, err)
+		}
+		m.proxies = append(m.proxies, prefix.Masked())
 	}
 	if err := m.configurePermissionSets(); err != nil {
 		return nil, err
