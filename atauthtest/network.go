@@ -242,7 +242,7 @@ func Start(opts ...Option) (*Network, error) {
 		err := n.saveLocked()
 		n.mu.Unlock()
 		if err != nil {
-			n.Close()
+			n.stop()
 			return nil, err
 		}
 	}
@@ -301,13 +301,17 @@ func serverURL(s *httptest.Server) string { return "http://" + s.Listener.Addr()
 // state a last time, in case a save failed earlier. It is safe to call more
 // than once.
 func (n *Network) Close() {
+	n.stop()
+	n.mu.Lock()
+	n.persistLocked()
+	n.mu.Unlock()
+}
+
+func (n *Network) stop() {
 	n.as.Close()
 	n.pds.Close()
 	n.plc.Close()
 	n.transport.CloseIdleConnections()
-	n.mu.Lock()
-	n.persistLocked()
-	n.mu.Unlock()
 }
 
 // PLCURL returns the URL of the identity directory. GET {PLCURL}/{did}
