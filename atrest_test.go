@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"testing"
 
@@ -74,5 +75,24 @@ func TestJWKSEndpoint(t *testing.T) {
 	md := conf.newBrowser().do("GET", "/oauth-client-metadata.json", "", nil).json(t)
 	if md["client_id"] != conf.m.ClientID() || md["jwks_uri"] == nil {
 		t.Errorf("client metadata: got %v", md)
+	}
+}
+
+func TestRecordSealedWithARemovedKey(t *testing.T) {
+	app := newTestApp(t)
+	b := app.newBrowser()
+	b.login(app.alice)
+	cfg := app.cfg
+	cfg.SealingKeys = []atauth.SealingKey{{ID: "k9", Secret: []byte("fedcba9876543210fedcba9876543210")}}
+	m2, err := atauth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m2.SessionByID(context.Background(), b.cookie("session_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := getSession(context.Background(), m2, s); !errors.Is(err, atauth.ErrSessionExpired) {
+		t.Errorf("PDS call on a record no key opens: got %v, want ErrSessionExpired", err)
 	}
 }

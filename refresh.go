@@ -37,11 +37,15 @@ func (m *Manager) loadGrant(ctx context.Context, storeID string) (*grantState, e
 		return nil, ErrSessionExpired
 	}
 	g := &grantState{rec: rec}
-	if err := m.openJSON(rec.Sealed, rec.ID, &g.sec); err != nil {
-		return nil, err
+	err = m.openJSON(rec.Sealed, rec.ID, &g.sec)
+	if err == nil {
+		g.key, err = oauthclient.ParseDPoPKey(g.sec.DPoPKey)
 	}
-	if g.key, err = oauthclient.ParseDPoPKey(g.sec.DPoPKey); err != nil {
-		return nil, err
+	if err != nil {
+		// A record no key of the keyring opens (a key removed too early)
+		// holds no usable grant: the user must sign in again.
+		m.log.ErrorContext(ctx, "atauth: cannot open a session record; is a sealing key missing?", "did", rec.DID, "err", err)
+		return nil, fmt.Errorf("%w: %w", ErrSessionExpired, err)
 	}
 	return g, nil
 }
