@@ -375,6 +375,13 @@ func TestBrowserPersonPath(t *testing.T) {
 		t.Errorf("after sign-in the page shows the error %q, want none", b.text("#error"))
 	}
 
+	// A real call to the PDS, with alice's DPoP-bound token.
+	b.do("calling the PDS", chromedp.Click(chromedp.ID("pds-call")))
+	b.waitFor("the PDS's answer", b.onDemo(visible("#pds-result")))
+	if got := b.text("#pds-result"); !strings.Contains(got, alice.DID) || !strings.Contains(got, "alice.test") {
+		t.Errorf("the PDS call shows %q, want alice's DID and handle", got)
+	}
+
 	// Add bob.test.
 	b.do("submitting the add-account form",
 		chromedp.SendKeys(chromedp.ID("add-handle"), "bob.test"),

@@ -33,6 +33,11 @@ function detail(r, fallback) {
   return (r.data && r.data.detail) || fallback;
 }
 
+function clearMessages() {
+  show("notice", "");
+  show("error", "");
+}
+
 // startFlow asks the app for an authorization URL and goes there.
 async function startFlow(path, body) {
   show("error", "");
@@ -123,6 +128,7 @@ async function renderSignedIn(u) {
     }
     return item(a.handle || a.did,
       button("Switch", async () => {
+        clearMessages();
         const r = await api("POST", "/auth/switch-account", { target_did: a.did });
         if (!r.ok) show("error", detail(r, "Could not switch."));
         await render();
@@ -139,8 +145,10 @@ async function renderSignedIn(u) {
   $("tokens").replaceChildren(...list.map((t) =>
     item((t.name || "unnamed") + "  " + t.session_id + "…  expires " + new Date(t.expires_at).toLocaleDateString(),
       button("Revoke", async () => {
+        clearMessages();
         const r = await api("DELETE", "/auth/developer-tokens/" + encodeURIComponent(t.session_id));
         if (!r.ok) show("error", detail(r, "Could not revoke."));
+        $("new-token").hidden = true;
         await render();
       }, "secondary"))));
 }
@@ -168,6 +176,18 @@ $("dev-token").addEventListener("submit", (e) => {
 $("copy-token").addEventListener("click", async () => {
   await navigator.clipboard.writeText($("new-token-value").textContent);
   $("copy-token").textContent = "Copied";
+});
+
+$("pds-call").addEventListener("click", async () => {
+  clearMessages();
+  const r = await api("GET", "/api/pds-session");
+  const out = $("pds-result");
+  out.textContent = r.ok ? JSON.stringify(r.data, null, 2) : "";
+  out.hidden = !r.ok;
+  if (!r.ok) {
+    show("error", r.status === 401 ? "Your session has ended; please sign in again." : detail(r, "The PDS call failed."));
+    if (r.status === 401) await render();
+  }
 });
 
 $("upgrade").addEventListener("click", () => startFlow("/auth/scope-upgrade/start", { scopes: ["transition:email"] }));
