@@ -102,25 +102,16 @@ type target struct {
 // resolveTarget resolves identifier to an account and its authorization
 // server, or a server URL to its authorization server.
 func (m *Manager) resolveTarget(ctx context.Context, identifier string) (*target, error) {
-	identifier = strings.TrimSpace(identifier)
-	if identifier == "" || len(identifier) > maxIdentifierLen {
-		return nil, fmt.Errorf("%w: a handle, DID or server URL is required", ErrInvalidInput)
+	server, atid, err := m.parseIdentifier(identifier)
+	if err != nil {
+		return nil, err
 	}
-	if strings.HasPrefix(identifier, "https://") || strings.HasPrefix(identifier, "http://") {
-		server, err := m.checkServerURL(identifier)
-		if err != nil {
-			return nil, err
-		}
+	if server != "" {
 		meta, err := m.oauth.ResolveEntry(ctx, server)
 		if err != nil {
 			return nil, classifyOAuthErr(err)
 		}
 		return &target{meta: meta}, nil
-	}
-	identifier = strings.TrimPrefix(strings.TrimPrefix(identifier, "at://"), "@")
-	atid, err := syntax.ParseAtIdentifier(identifier)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q is not a handle or DID", ErrInvalidInput, identifier)
 	}
 	ident, err := m.resolver.Lookup(ctx, atid)
 	if err != nil {
@@ -139,6 +130,26 @@ func (m *Manager) resolveTarget(ctx context.Context, identifier string) (*target
 		hint = ident.Handle
 	}
 	return &target{meta: meta, did: ident.DID.String(), handle: ident.Handle, pds: ident.PDS, loginHint: hint}, nil
+}
+
+// parseIdentifier reads what a user typed to sign in: a server URL (its
+// origin is returned) or a handle or DID, with an optional leading @ or
+// at://. Anything else is ErrInvalidInput.
+func (m *Manager) parseIdentifier(identifier string) (server string, atid syntax.AtIdentifier, err error) {
+	identifier = strings.TrimSpace(identifier)
+	if identifier == "" || len(identifier) > maxIdentifierLen {
+		return "", "", fmt.Errorf("%w: a handle, DID or server URL is required", ErrInvalidInput)
+	}
+	if strings.HasPrefix(identifier, "https://") || strings.HasPrefix(identifier, "http://") {
+		server, err := m.checkServerURL(identifier)
+		return server, "", err
+	}
+	identifier = strings.TrimPrefix(strings.TrimPrefix(identifier, "at://"), "@")
+	atid, err = syntax.ParseAtIdentifier(identifier)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %q is not a handle or DID", ErrInvalidInput, identifier)
+	}
+	return "", atid, nil
 }
 
 // checkServerURL normalizes a PDS or entryway URL to its origin.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/atauth/atauth"
@@ -63,6 +64,36 @@ func FuzzAuthenticate(f *testing.F) {
 		s, err := m.Authenticate(req)
 		if s != nil || !(errors.Is(err, atauth.ErrNoCredential) || errors.Is(err, atauth.ErrInvalidSession)) {
 			t.Fatalf("Authenticate(%q, %q): got %v, %v", authorization, cookie, s, err)
+		}
+	})
+}
+
+// FuzzJSONBodies posts arbitrary bodies to every endpoint that takes one,
+// as a signed-in browser: the answer is never a server error, and no
+// session is created, changed or ended.
+func FuzzJSONBodies(f *testing.F) {
+	paths := []string{"/auth/exchange", "/auth/switch-account", "/auth/add-account/start", "/auth/developer-token/start", "/auth/scope-upgrade/start"}
+	for i := range paths {
+		for _, body := range []string{`{}`, `{"exchange_token":"x"}`, `{"target_did":"did:plc:x"}`, `{"handle":"nobody.test"}`,
+			`{"name":"` + strings.Repeat("n", 101) + `","expires_in_days":-1}`, `{"scopes":["repo:*"]}`, `[]`, `null`, `{"a":` + strings.Repeat("[", 100)} {
+			f.Add(uint8(i), body)
+		}
+	}
+	app := newTestApp(f, func(c *atauth.Config) { c.RateLimiter = atauth.NoRateLimit })
+	b := app.newBrowser()
+	b.login(app.alice)
+	before, _ := app.store.ListSessionsByDID(context.Background(), app.alice.DID, atauth.KindBrowser)
+	f.Fuzz(func(t *testing.T, which uint8, body string) {
+		path := paths[int(which)%len(paths)]
+		bt := *b
+		bt.t = t
+		resp := bt.fetch("POST", path, body)
+		if resp.status >= 500 && resp.status != http.StatusServiceUnavailable {
+			t.Fatalf("POST %s %q: got %d %s", path, body, resp.status, resp.body)
+		}
+		after, _ := app.store.ListSessionsByDID(context.Background(), app.alice.DID, atauth.KindBrowser)
+		if len(after) != len(before) || after[0].Version != before[0].Version {
+			t.Fatalf("POST %s %q changed the sessions", path, body)
 		}
 	})
 }
