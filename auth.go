@@ -56,7 +56,10 @@ type SealingKey struct {
 }
 
 // ClientKey is an ES256 key a confidential client signs its client
-// assertions with. All keys are published in the JWKS.
+// assertions with. All keys are published in the JWKS. A grant stays bound
+// to the key that started it (the reference authorization server refuses
+// any other), so a key must stay configured until the sessions it started
+// have expired.
 type ClientKey struct {
 	// ID is the key's kid.
 	ID string

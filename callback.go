@@ -65,7 +65,7 @@ func (m *Manager) HandleCallback(ctx context.Context, query url.Values, flowCook
 	if err != nil {
 		return nil, fail(CodeServerError, err)
 	}
-	grant := m.grant(flow.Issuer, flow.TokenEndpoint, flow.RevocationEndpoint, dpopKey)
+	grant := m.grant(flow.Issuer, flow.TokenEndpoint, flow.RevocationEndpoint, flow.ClientKeyID, dpopKey)
 	tokens, err := m.oauth.ExchangeCode(ctx, grant, code, flow.Verifier)
 	if err != nil {
 		return nil, fail(CodeServerError, err)
@@ -162,6 +162,7 @@ func (m *Manager) newSecrets(flow *flowRecord, tokens *oauthclient.TokenSet, pds
 		AccessExpiresAt:    tokens.ExpiresAt,
 		DPoPKey:            flow.DPoPKey,
 		AuthMethod:         authMethod,
+		ClientKeyID:        flow.ClientKeyID,
 		GrantedAt:          m.now(),
 	}
 }

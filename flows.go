@@ -72,6 +72,8 @@ type flowRecord struct {
 	// TokenName and TokenLifetime describe the developer token to mint.
 	TokenName     string        `json:"token_name,omitempty"`
 	TokenLifetime time.Duration `json:"token_lifetime,omitempty"`
+	// ClientKeyID is the client key the flow's requests are signed with.
+	ClientKeyID string `json:"client_kid,omitempty"`
 }
 
 func flowKey(state string) string { return "flow:" + hashSecret(state) }
@@ -221,14 +223,23 @@ func (m *Manager) startFlow(ctx context.Context, p flowParams) (*FlowStart, erro
 		return nil, err
 	}
 	verifier := oauth2.GenerateVerifier()
+	var kid string
+	if m.signer != nil {
+		// The reference authorization server binds the grant to this key:
+		// every later request of the grant is signed with it.
+		if kid, err = m.signer.CurrentKeyID(m.now()); err != nil {
+			return nil, err
+		}
+	}
 	start, err := m.oauth.PushAuthorization(ctx, oauthclient.AuthRequest{
-		Metadata:  p.target.meta,
-		Scopes:    p.scopes,
-		LoginHint: p.target.loginHint,
-		Prompt:    p.prompt,
-		State:     state,
-		Verifier:  verifier,
-		DPoPKey:   key,
+		ClientKeyID: kid,
+		Metadata:    p.target.meta,
+		Scopes:      p.scopes,
+		LoginHint:   p.target.loginHint,
+		Prompt:      p.prompt,
+		State:       state,
+		Verifier:    verifier,
+		DPoPKey:     key,
 	})
 	if err != nil {
 		return nil, classifyOAuthErr(err)
@@ -248,6 +259,7 @@ func (m *Manager) startFlow(ctx context.Context, p flowParams) (*FlowStart, erro
 		CreatedAt:          m.now(),
 		TokenName:          p.tokenName,
 		TokenLifetime:      p.tokenLifetime,
+		ClientKeyID:        kid,
 	}
 	if p.initiator != nil {
 		rec.Initiator = p.initiator.storeID
@@ -264,11 +276,12 @@ func (m *Manager) startFlow(ctx context.Context, p flowParams) (*FlowStart, erro
 	return &FlowStart{AuthURL: start.AuthURL, FlowCookie: nonce}, nil
 }
 
-func (m *Manager) grant(issuer, tokenEndpoint, revocationEndpoint string, key *ecdsa.PrivateKey) oauthclient.Grant {
+func (m *Manager) grant(issuer, tokenEndpoint, revocationEndpoint, clientKeyID string, key *ecdsa.PrivateKey) oauthclient.Grant {
 	return oauthclient.Grant{
 		Issuer:             issuer,
 		TokenEndpoint:      tokenEndpoint,
 		RevocationEndpoint: revocationEndpoint,
 		DPoPKey:            key,
+		ClientKeyID:        clientKeyID,
 	}
 }

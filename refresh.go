@@ -19,7 +19,7 @@ type grantState struct {
 }
 
 func (g *grantState) grant(m *Manager) oauthclient.Grant {
-	return m.grant(g.sec.Issuer, g.sec.TokenEndpoint, g.sec.RevocationEndpoint, g.key)
+	return m.grant(g.sec.Issuer, g.sec.TokenEndpoint, g.sec.RevocationEndpoint, g.sec.ClientKeyID, g.key)
 }
 
 // loadGrant reads and opens the session stored under storeID. A missing or
@@ -181,6 +181,10 @@ func (m *Manager) refreshHeld(ctx context.Context, g *grantState) (*grantState, 
 	tokens, err := m.oauth.Refresh(rctx, g.grant(m), g.sec.RefreshToken)
 	cancel()
 	switch {
+	case errors.Is(err, oauthclient.ErrUnknownSigningKey):
+		// The client key this grant is bound to was removed from
+		// ClientKeys: no request of the grant can be signed any more.
+		return nil, RefreshExpired, m.expireSession(ctx, g, err)
 	case oauthclient.IsInvalidGrant(err):
 		// A peer may have rotated the tokens while this instance's lease
 		// had lapsed: read again before ending anything.

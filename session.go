@@ -62,7 +62,10 @@ type sessionSecrets struct {
 	AccessExpiresAt    time.Time `json:"access_expires_at"`
 	DPoPKey            []byte    `json:"dpop_key"`
 	AuthMethod         string    `json:"auth_method"`
-	GrantedAt          time.Time `json:"granted_at"`
+	// ClientKeyID is the client key the grant is bound to (confidential
+	// clients).
+	ClientKeyID string    `json:"client_kid,omitempty"`
+	GrantedAt   time.Time `json:"granted_at"`
 	// PDSNonce is the PDS's latest DPoP nonce, kept so that another
 	// instance or a restarted process does not start with a challenge.
 	PDSNonce string `json:"pds_nonce,omitempty"`
@@ -332,5 +335,5 @@ func (m *Manager) revokeSecrets(ctx context.Context, did string, sec *sessionSec
 		m.log.WarnContext(ctx, "atauth: cannot parse DPoP key to revoke", "did", did, "err", err)
 		return
 	}
-	m.revokeToken(ctx, m.grant(sec.Issuer, sec.TokenEndpoint, sec.RevocationEndpoint, key), sec.RefreshToken, did)
+	m.revokeToken(ctx, m.grant(sec.Issuer, sec.TokenEndpoint, sec.RevocationEndpoint, sec.ClientKeyID, key), sec.RefreshToken, did)
 }

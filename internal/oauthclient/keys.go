@@ -123,14 +123,45 @@ type assertionClaims struct {
 	Expiry   int64  `json:"exp"`
 }
 
-// Assertion returns a signed client assertion JWT: iss and sub are clientID,
-// aud is audience (the authorization server's issuer), with a random jti,
-// iat = now and exp = now + 60s. The header carries alg ES256, typ JWT and the
-// kid of the newest key whose NotBefore is at or before now.
-func (s *KeySigner) Assertion(now time.Time, rand io.Reader, clientID, audience string) (string, error) {
+// ErrUnknownSigningKey is returned when a grant names a client key the
+// keyring no longer holds. The reference authorization server binds a grant
+// to the key that started it, so such a grant can no longer be refreshed.
+var ErrUnknownSigningKey = errors.New("atauth: oauth: the client key that created the grant is no longer configured")
+
+// CurrentKeyID returns the kid of the key that signs new grants now: the
+// newest whose NotBefore is at or before now.
+func (s *KeySigner) CurrentKeyID(now time.Time) (string, error) {
 	k, ok := s.current(now)
 	if !ok {
 		return "", ErrNoSigningKey
+	}
+	return k.ID, nil
+}
+
+// Assertion returns a signed client assertion JWT: iss and sub are clientID,
+// aud is audience (the authorization server's issuer), with a random jti,
+// iat = now and exp = now + 60s. The header carries alg ES256, typ JWT and
+// kid. An empty kid means the newest key whose NotBefore is at or before
+// now; a grant's requests name the key that started the grant, because the
+// reference authorization server refuses any other.
+func (s *KeySigner) Assertion(now time.Time, rand io.Reader, kid, clientID, audience string) (string, error) {
+	var k SigningKey
+	if kid == "" {
+		var ok bool
+		if k, ok = s.current(now); !ok {
+			return "", ErrNoSigningKey
+		}
+	} else {
+		found := false
+		for _, key := range s.keys {
+			if key.ID == kid {
+				k, found = key, true
+				break
+			}
+		}
+		if !found {
+			return "", fmt.Errorf("%w: kid %q", ErrUnknownSigningKey, kid)
+		}
 	}
 	jti, err := randomString(rand, 16)
 	if err != nil {

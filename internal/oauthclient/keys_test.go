@@ -56,7 +56,7 @@ func TestKeySignerRotation(t *testing.T) {
 		{now.Add(24 * time.Hour), "next", next},
 	}
 	for _, tt := range tests {
-		a, err := s.Assertion(tt.at, rand.Reader, testClientID, "https://as.example.com")
+		a, err := s.Assertion(tt.at, rand.Reader, "", testClientID, "https://as.example.com")
 		if err != nil {
 			t.Fatalf("Assertion at %v: %v", tt.at, err)
 		}
@@ -68,8 +68,22 @@ func TestKeySignerRotation(t *testing.T) {
 			t.Errorf("at %v: got iat %v exp %v; want %d and +60", tt.at, claims["iat"], claims["exp"], tt.at.Unix())
 		}
 	}
-	if _, err := s.Assertion(now.Add(-72*time.Hour), rand.Reader, testClientID, "x"); !errors.Is(err, ErrNoSigningKey) {
+	if _, err := s.Assertion(now.Add(-72*time.Hour), rand.Reader, "", testClientID, "x"); !errors.Is(err, ErrNoSigningKey) {
 		t.Errorf("before any NotBefore: got %v; want ErrNoSigningKey", err)
+	}
+	// A grant's requests name the key that started it, current or not.
+	a, err := s.Assertion(now, rand.Reader, "old", testClientID, "https://as.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := verifyJWS(t, a, &old.PublicKey); h.KeyID() != "old" {
+		t.Errorf("named key: got kid %q, want old", h.KeyID())
+	}
+	if _, err := s.Assertion(now, rand.Reader, "gone", testClientID, "x"); !errors.Is(err, ErrUnknownSigningKey) {
+		t.Errorf("a removed key: got %v, want ErrUnknownSigningKey", err)
+	}
+	if kid, err := s.CurrentKeyID(now); err != nil || kid != "cur" {
+		t.Errorf("CurrentKeyID: got %q, %v; want cur", kid, err)
 	}
 }
 

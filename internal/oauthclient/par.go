@@ -33,6 +33,10 @@ type AuthRequest struct {
 	Verifier string
 	// DPoPKey is the P-256 key the grant's tokens will be bound to.
 	DPoPKey *ecdsa.PrivateKey
+	// ClientKeyID is the kid of the client key to sign with, for a
+	// confidential client; the grant's later requests must use the same.
+	// Empty means the current key.
+	ClientKeyID string
 }
 
 // AuthStart is the outcome of a pushed authorization request.
@@ -75,7 +79,7 @@ func (c *Client) PushAuthorization(ctx context.Context, req AuthRequest) (*AuthS
 	if req.Prompt != "" {
 		form.Set("prompt", req.Prompt)
 	}
-	body, err := c.postForm(ctx, m.PAREndpoint, m.Issuer, form, req.DPoPKey, func(code int) bool {
+	body, err := c.postForm(ctx, m.PAREndpoint, m.Issuer, req.ClientKeyID, form, req.DPoPKey, func(code int) bool {
 		return code == http.StatusOK || code == http.StatusCreated
 	})
 	if err != nil {

@@ -36,6 +36,10 @@ type Grant struct {
 	RevocationEndpoint string
 	// DPoPKey is the grant's DPoP key.
 	DPoPKey *ecdsa.PrivateKey
+	// ClientKeyID is the kid of the client key that started the grant, for
+	// a confidential client: the reference authorization server refuses
+	// assertions signed with another key. Empty means the current key.
+	ClientKeyID string
 }
 
 // Grant returns the Grant for tokens issued by the server m describes and
@@ -85,7 +89,7 @@ func (c *Client) ExchangeCode(ctx context.Context, g Grant, code, verifier strin
 		"redirect_uri":  {c.RedirectURI},
 		"code_verifier": {verifier},
 	}
-	body, err := c.postForm(ctx, g.TokenEndpoint, g.Issuer, form, g.DPoPKey, isOK)
+	body, err := c.postForm(ctx, g.TokenEndpoint, g.Issuer, g.ClientKeyID, form, g.DPoPKey, isOK)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +111,7 @@ func (c *Client) Refresh(ctx context.Context, g Grant, refreshToken string) (*To
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {refreshToken},
 	}
-	body, err := c.postForm(ctx, g.TokenEndpoint, g.Issuer, form, g.DPoPKey, isOK)
+	body, err := c.postForm(ctx, g.TokenEndpoint, g.Issuer, g.ClientKeyID, form, g.DPoPKey, isOK)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +136,7 @@ func (c *Client) Revoke(ctx context.Context, g Grant, token string) error {
 		return err
 	}
 	form := url.Values{"token": {token}}
-	_, err := c.postForm(ctx, g.RevocationEndpoint, g.Issuer, form, g.DPoPKey, func(code int) bool {
+	_, err := c.postForm(ctx, g.RevocationEndpoint, g.Issuer, g.ClientKeyID, form, g.DPoPKey, func(code int) bool {
 		return code >= 200 && code < 300
 	})
 	return err
@@ -168,7 +172,7 @@ func (c *Client) checkGrant(g Grant, endpoint, name string) error {
 // as a JSON error body or in a DPoP WWW-Authenticate header, is answered by
 // exactly one retry with the new nonce. It returns the body of a response
 // whose status accepted approves; any other status is a *TokenError.
-func (c *Client) postForm(ctx context.Context, endpoint, issuer string, form url.Values, key *ecdsa.PrivateKey, accepted func(int) bool) ([]byte, error) {
+func (c *Client) postForm(ctx context.Context, endpoint, issuer, kid string, form url.Values, key *ecdsa.PrivateKey, accepted func(int) bool) ([]byte, error) {
 	origin, err := Origin(endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrInvalidURL, endpoint, err)
@@ -177,7 +181,7 @@ func (c *Client) postForm(ctx context.Context, endpoint, issuer string, form url
 	for attempt := 0; ; attempt++ {
 		// Each attempt gets a fresh assertion: servers remember
 		// assertion jti values to refuse replays.
-		f, err := c.authenticatedForm(form, issuer)
+		f, err := c.authenticatedForm(form, issuer, kid)
 		if err != nil {
 			return nil, err
 		}
@@ -211,14 +215,14 @@ func (c *Client) postForm(ctx context.Context, endpoint, issuer string, form url
 
 // authenticatedForm returns a copy of form with client_id and, for a
 // confidential client, a client assertion whose audience is issuer.
-func (c *Client) authenticatedForm(form url.Values, issuer string) (url.Values, error) {
+func (c *Client) authenticatedForm(form url.Values, issuer, kid string) (url.Values, error) {
 	f := make(url.Values, len(form)+3)
 	for k, v := range form {
 		f[k] = v
 	}
 	f.Set("client_id", c.ClientID)
 	if c.Signer != nil {
-		a, err := c.Signer.Assertion(c.now(), c.rand(), c.ClientID, issuer)
+		a, err := c.Signer.Assertion(c.now(), c.rand(), kid, c.ClientID, issuer)
 		if err != nil {
 			return nil, err
 		}
