@@ -422,6 +422,18 @@ func TestBrowserPersonPath(t *testing.T) {
 	)
 	b.approve("alice.test", accounts["alice.test"])
 	b.waitFor("the new developer token", b.onDemo(visible("#new-token")+` && document.querySelectorAll("#tokens li").length > 0`))
+	if path := os.Getenv("ATAUTH_SCREENSHOT"); path != "" {
+		// The README's screenshot: ATAUTH_SCREENSHOT=docs/demo.png go test -run TestBrowserPersonPath ./examples/demo
+		ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		cancel()
+		if err == nil {
+			err = os.WriteFile(path, png, 0o644)
+		}
+		if err != nil {
+			t.Errorf("saving the README's screenshot: %v", err)
+		}
+	}
 	b.checkCleanAddress("creating a developer token")
 	token := b.text("#new-token-value")
 	if !developerToken.MatchString(token) {
