@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/atauth/atauth/internal/oauthclient"
 )
 
@@ -92,11 +94,8 @@ func (c *PDSClient) Do(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusUnauthorized {
-		return resp, nil
-	}
-	if ch, ok := oauthclient.DPoPChallenge(resp.Header); !ok || ch["error"] != "invalid_token" {
-		return resp, nil
+	if ch, ok := oauthclient.DPoPChallenge(resp.Header); resp.StatusCode != http.StatusUnauthorized || !ok || ch["error"] != "invalid_token" {
+		return c.afterMigration(req, target, body, g, resp)
 	}
 	// The PDS refused the access token before its recorded expiry: refresh
 	// once, reactively, and try again.
@@ -104,7 +103,33 @@ func (c *PDSClient) Do(req *http.Request) (*http.Response, error) {
 	if g, err = c.m.refresh(ctx, c.storeID, g.sec.AccessToken); err != nil {
 		return nil, err
 	}
-	return c.send(req, target, body, g)
+	resp, err = c.send(req, target, body, g)
+	if err != nil {
+		return nil, err
+	}
+	return c.afterMigration(req, target, body, g, resp)
+}
+
+// afterMigration follows the account once when resp says it left the PDS,
+// and sends the request again to its new PDS.
+func (c *PDSClient) afterMigration(req *http.Request, target *url.URL, body []byte, g *grantState, resp *http.Response) (*http.Response, error) {
+	if !accountMoved(resp) {
+		return resp, nil
+	}
+	moved, err := c.m.followMigration(req.Context(), g)
+	if err != nil || moved == nil {
+		if err != nil {
+			drain(resp)
+			return nil, err
+		}
+		return resp, nil
+	}
+	drain(resp)
+	base, err := url.Parse(moved.sec.PDS)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(req, base.ResolveReference(&url.URL{Path: target.Path, RawQuery: target.RawQuery}), body, moved)
 }
 
 // target resolves u against the PDS and refuses any other origin.
@@ -269,28 +294,96 @@ func (c *PDSClient) call(req *http.Request, out any) error {
 	return nil
 }
 
-// MarkAccessTokenExpired records the access token of the session id as
-// expired, so that its next PDS call refreshes first. Tests use it to
-// exercise refresh against servers whose tokens live an hour, without
-// moving clocks; operators, to force a refresh.
+// MarkAccessTokenExpired records the access token of s as expired, so that
+// its next PDS call refreshes first. Tests use it to exercise refresh
+// against servers whose tokens live an hour, without moving clocks;
+// operators, to force a refresh.
 func (m *Manager) MarkAccessTokenExpired(ctx context.Context, s *Session) error {
+	_, err := m.updateSecrets(ctx, s.storeID, func(sec *sessionSecrets) {
+		sec.AccessExpiresAt = m.now().Add(-time.Second)
+	})
+	return err
+}
+
+// updateSecrets applies change to the sealed part of the session storeID
+// with compare-and-swap, retrying when another writer got there first, and
+// returns the session as written.
+func (m *Manager) updateSecrets(ctx context.Context, storeID string, change func(*sessionSecrets)) (*grantState, error) {
 	for range maxGroupRetries {
-		g, err := m.loadGrant(ctx, s.storeID)
+		g, err := m.loadGrant(ctx, storeID)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		g.sec.AccessExpiresAt = m.now().Add(-time.Second)
+		change(&g.sec)
 		rec := g.rec
 		if rec.Sealed, err = m.sealJSON(g.sec, rec.ID); err != nil {
-			return err
+			return nil, err
 		}
 		err = m.store.UpdateSession(ctx, rec)
-		if !errors.Is(err, ErrConflict) {
-			if err != nil {
-				return storeErr("update session", err)
-			}
-			return nil
+		switch {
+		case err == nil:
+			rec.Version++
+			return &grantState{rec: rec, sec: g.sec, key: g.key}, nil
+		case errors.Is(err, ErrNotFound):
+			return nil, ErrSessionExpired
+		case !errors.Is(err, ErrConflict):
+			return nil, storeErr("update session", err)
 		}
 	}
-	return fmt.Errorf("%w: the session kept changing", ErrConflict)
+	return nil, fmt.Errorf("%w: the session kept changing", ErrConflict)
+}
+
+// accountMoved reports whether resp says the account is not, or no longer,
+// on this PDS. It reads the body and puts it back.
+func accountMoved(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound:
+	default:
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(body, &e)
+	switch e.Error {
+	case "AccountDeactivated", "AccountNotFound", "RepoNotFound", "RepoDeactivated":
+		return true
+	}
+	return false
+}
+
+// followMigration re-resolves the account's DID document after its PDS
+// said the account is not there. When the account moved to a PDS served by
+// the same authorization server, the session follows it: the new PDS is
+// recorded and the tokens are refreshed for it. When it moved to another
+// authorization server the grant cannot follow, and the session ends. It
+// returns nil when the account has not moved.
+func (m *Manager) followMigration(ctx context.Context, g *grantState) (*grantState, error) {
+	ident, err := m.resolver.LookupDID(ctx, syntax.DID(g.rec.DID))
+	if err != nil || ident.PDS == g.sec.PDS {
+		return nil, nil
+	}
+	issuer, err := m.oauth.ResolveAuthServer(ctx, ident.PDS)
+	if err != nil {
+		return nil, classifyOAuthErr(err)
+	}
+	if issuer != g.sec.Issuer {
+		return nil, m.expireSession(ctx, g, fmt.Errorf("the account moved to %s, whose authorization server is %s", ident.PDS, issuer))
+	}
+	m.log.InfoContext(ctx, "atauth: following the account to its new PDS", "did", g.rec.DID, "pds", ident.PDS)
+	moved, err := m.updateSecrets(ctx, g.rec.ID, func(sec *sessionSecrets) {
+		sec.PDS = ident.PDS
+		sec.PDSNonce = ""
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The access token was issued for the old PDS.
+	return m.refresh(ctx, g.rec.ID, moved.sec.AccessToken)
 }

@@ -333,3 +333,44 @@ func TestLogoutDuringUseEndsPDSAccess(t *testing.T) {
 		t.Errorf("PDS call after logout: got %v, want ErrSessionExpired", err)
 	}
 }
+
+// TestFollowsPDSMigration: the account moves to another PDS behind the same
+// authorization server; the next call finds it there instead of failing
+// forever.
+func TestFollowsPDSMigration(t *testing.T) {
+	app := newTestApp(t)
+	b := app.newBrowser()
+	b.login(app.alice)
+	s := app.session(app.m, b.cookie("session_id"))
+	ctx := context.Background()
+	if _, err := getSession(ctx, app.m, s); err != nil {
+		t.Fatal(err)
+	}
+	newPDS, err := app.net.AddPDS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.net.MoveAccount(app.alice.DID, newPDS); err != nil {
+		t.Fatal(err)
+	}
+	out, err := getSession(ctx, app.m, s)
+	if err != nil || out.DID != app.alice.DID {
+		t.Fatalf("call after the account moved: got %+v, %v", out, err)
+	}
+	if pds, _ := app.m.PDSClient(s).PDS(ctx); pds != newPDS {
+		t.Errorf("the session's PDS: got %q, want %q", pds, newPDS)
+	}
+	if got := app.net.Stats().Refresh; got != 1 {
+		t.Errorf("refreshes: got %d, want 1 (a token for the new PDS)", got)
+	}
+	// Later calls go straight to the new PDS.
+	app.out.reset()
+	if _, err := getSession(ctx, app.m, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range app.out.reset() {
+		if strings.Contains(u, app.net.PDSURL()) {
+			t.Errorf("a call after the move still went to the old PDS: %s", u)
+		}
+	}
+}

@@ -115,6 +115,7 @@ func (n *Network) handleASMetadata(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	n.stats.MetadataFetches++
 	prompts := slices.Clone(n.promptValues)
+	resources := n.pdsURLs()
 	n.mu.Unlock()
 	m := map[string]any{
 		"issuer":                                           iss,
@@ -134,7 +135,7 @@ func (n *Network) handleASMetadata(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                                 scopesSupported,
 		"authorization_response_iss_parameter_supported":   true,
 		"client_id_metadata_document_supported":            true,
-		"protected_resources":                              []string{n.PDSURL()},
+		"protected_resources":                              resources,
 	}
 	if len(prompts) > 0 {
 		m["prompt_values_supported"] = prompts
@@ -487,7 +488,7 @@ func (n *Network) issueTokens(g *grant, now time.Time) (map[string]any, error) {
 	claims := map[string]any{
 		"iss":       n.IssuerURL(),
 		"sub":       g.did,
-		"aud":       n.PDSURL(),
+		"aud":       n.accountPDS(n.byDID[g.did]),
 		"scope":     g.scope,
 		"client_id": g.client.id,
 		"cnf":       map[string]string{"jkt": g.jkt},

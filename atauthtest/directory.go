@@ -26,6 +26,8 @@ type Account struct {
 type account struct {
 	Account
 	multikey string // publicKeyMultibase of the #atproto verification method
+	// pds is the URL of the PDS hosting the account; "" is the main one.
+	pds string
 	// relativeIDs makes the DID document use "#atproto_pds" rather than
 	// "did:plc:…#atproto_pds"; accounts alternate so clients meet both.
 	relativeIDs bool
@@ -159,7 +161,7 @@ func (n *Network) didDocument(a *account) map[string]any {
 		"service": []map[string]string{{
 			"id":              prefix + "#atproto_pds",
 			"type":            "AtprotoPersonalDataServer",
-			"serviceEndpoint": n.pdsURL,
+			"serviceEndpoint": n.accountPDS(a),
 		}},
 	}
 }

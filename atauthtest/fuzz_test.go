@@ -15,7 +15,7 @@ func FuzzPDSAuthentication(f *testing.F) {
 	f.Add("DPoP "+strings.Repeat("a", 300), "a.b.c")
 	f.Add("", "....")
 	n := NewNetwork(f)
-	h := n.pdsHandler()
+	h := n.pdsHandler(&pdsInstance{url: n.PDSURL(), nonce: &n.pdsNonce})
 	f.Fuzz(func(t *testing.T, authorization, proof string) {
 		req := httptest.NewRequest(http.MethodGet, n.PDSURL()+"/xrpc/com.atproto.server.getSession", nil)
 		if authorization != "" {

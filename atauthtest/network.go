@@ -132,6 +132,7 @@ type Network struct {
 	seenJTI      map[string]time.Time // DPoP proof and client assertion jti → expiry
 	asNonce      nonceState
 	pdsNonce     nonceState
+	extraPDS     []*extraPDS
 	stats        Stats
 	lastPAR      PARParams
 	failNext     int
@@ -229,9 +230,11 @@ func Start(opts ...Option) (*Network, error) {
 	// The handlers read their own URLs, so every listener exists and every
 	// URL is known before any server starts serving.
 	n.plc = n.newLoopbackServer("identity directory", ports.PLC, n.countPLC(n.plcHandler()))
-	n.pds = n.newLoopbackServer("PDS", ports.PDS, n.serverMiddleware(&n.pdsNonce, &n.stats.PDSRequests, n.pdsHandler()))
+	mainPDS := &pdsInstance{nonce: &n.pdsNonce}
+	n.pds = n.newLoopbackServer("PDS", ports.PDS, n.serverMiddleware(&n.pdsNonce, &n.stats.PDSRequests, n.pdsHandler(mainPDS)))
 	n.as = n.newLoopbackServer("authorization server", ports.AS, n.serverMiddleware(&n.asNonce, &n.stats.ASRequests, n.asHandler()))
 	n.plcURL, n.pdsURL, n.asURL = serverURL(n.plc), serverURL(n.pds), serverURL(n.as)
+	mainPDS.url = n.pdsURL
 	n.plc.Start()
 	n.pds.Start()
 	n.as.Start()
@@ -310,6 +313,12 @@ func (n *Network) Close() {
 func (n *Network) stop() {
 	n.as.Close()
 	n.pds.Close()
+	n.mu.Lock()
+	extra := n.extraPDS
+	n.mu.Unlock()
+	for _, p := range extra {
+		p.srv.Close()
+	}
 	n.plc.Close()
 	n.transport.CloseIdleConnections()
 }
@@ -340,6 +349,9 @@ func (n *Network) ForceNonceChallenge() {
 	defer n.mu.Unlock()
 	n.asNonce.force = true
 	n.pdsNonce.force = true
+	for _, p := range n.extraPDS {
+		p.nonce.force = true
+	}
 }
 
 // ExpireAccessTokens expires every access token issued so far for did. The

@@ -14,11 +14,18 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
-func (n *Network) pdsHandler() http.Handler {
+// pdsInstance is one PDS of the network: the main one, or one from AddPDS.
+// Its url is set before its server starts serving.
+type pdsInstance struct {
+	url   string
+	nonce *nonceState
+}
+
+func (n *Network) pdsHandler(p *pdsInstance) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{
-			"resource":                 n.PDSURL(),
+			"resource":                 p.url,
 			"authorization_servers":    []string{n.IssuerURL()},
 			"scopes_supported":         []string{},
 			"bearer_methods_supported": []string{"header"},
@@ -26,8 +33,8 @@ func (n *Network) pdsHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /.well-known/atproto-did", n.handleAtprotoDID)
 	mux.HandleFunc("GET /xrpc/com.atproto.identity.resolveHandle", n.handleResolveHandle)
-	mux.HandleFunc("GET /xrpc/com.atproto.server.getSession", n.handleGetSession)
-	mux.HandleFunc("POST /xrpc/com.atproto.repo.createRecord", n.handleCreateRecord)
+	mux.HandleFunc("GET /xrpc/com.atproto.server.getSession", func(w http.ResponseWriter, r *http.Request) { n.handleGetSession(w, r, p) })
+	mux.HandleFunc("POST /xrpc/com.atproto.repo.createRecord", func(w http.ResponseWriter, r *http.Request) { n.handleCreateRecord(w, r, p) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/xrpc/") {
 			writeXRPCError(w, http.StatusNotImplemented, "MethodNotImplemented", "method not implemented: "+r.URL.Path)
@@ -79,15 +86,22 @@ func (n *Network) handleResolveHandle(w http.ResponseWriter, r *http.Request) {
 // authError is a failed check of a request to the PDS.
 type authError struct {
 	code, desc string
+	status     int // 0 means 401
 }
 
 func (e *authError) Error() string { return "atauthtest: pds: " + e.code + ": " + e.desc }
 
 // writeAuthError answers 401 with the RFC 9449 WWW-Authenticate challenge.
-func (n *Network) writeAuthError(w http.ResponseWriter, e *authError) {
+func (n *Network) writeAuthError(w http.ResponseWriter, p *pdsInstance, e *authError) {
+	if e.status == http.StatusBadRequest {
+		// Not an authentication failure: the token is fine, the account is
+		// not here.
+		writeXRPCError(w, e.status, e.code, e.desc)
+		return
+	}
 	if e.code == "use_dpop_nonce" {
 		n.mu.Lock()
-		w.Header().Set("DPoP-Nonce", n.pdsNonce.current(n))
+		w.Header().Set("DPoP-Nonce", p.nonce.current(n))
 		n.mu.Unlock()
 	}
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`DPoP algs="ES256", error=%q, error_description=%q`, e.code, e.desc))
@@ -109,13 +123,13 @@ type accessClaims struct {
 
 // authenticate checks a DPoP-bound access token the way an ATProto resource
 // server does, and returns the account it grants.
-func (n *Network) authenticate(r *http.Request) (*account, error) {
+func (n *Network) authenticate(r *http.Request, p *pdsInstance) (*account, error) {
 	authz := r.Header.Get("Authorization")
 	scheme, token, _ := strings.Cut(authz, " ")
 	if !strings.EqualFold(scheme, "DPoP") || token == "" {
 		return nil, &authError{code: "invalid_token", desc: `an "Authorization: DPoP <token>" header is required`}
 	}
-	proof, present, err := n.checkDPoP(r, n.PDSURL(), &n.pdsNonce, "pds:", token)
+	proof, present, err := n.checkDPoP(r, p.url, p.nonce, "pds:", token)
 	if err != nil {
 		var de *dpopError
 		if errors.As(err, &de) {
@@ -138,7 +152,7 @@ func (n *Network) authenticate(r *http.Request) (*account, error) {
 	switch {
 	case c.Iss != n.IssuerURL():
 		return nil, &authError{code: "invalid_token", desc: "the access token has the wrong issuer"}
-	case c.Aud != n.PDSURL():
+	case c.Aud != p.url:
 		return nil, &authError{code: "invalid_token", desc: "the access token has the wrong audience"}
 	case !now.Before(time.Unix(c.Exp, 0)):
 		return nil, &authError{code: "invalid_token", desc: "\"exp\" claim timestamp check failed"}
@@ -160,15 +174,18 @@ func (n *Network) authenticate(r *http.Request) (*account, error) {
 	if a == nil {
 		return nil, &authError{code: "invalid_token", desc: "unknown account"}
 	}
+	if n.accountPDS(a) != p.url {
+		return nil, &authError{code: "AccountDeactivated", desc: "the account has moved to another PDS", status: http.StatusBadRequest}
+	}
 	return a, nil
 }
 
-func (n *Network) handleGetSession(w http.ResponseWriter, r *http.Request) {
-	a, err := n.authenticate(r)
+func (n *Network) handleGetSession(w http.ResponseWriter, r *http.Request, p *pdsInstance) {
+	a, err := n.authenticate(r, p)
 	if err != nil {
 		var ae *authError
 		if errors.As(err, &ae) {
-			n.writeAuthError(w, ae)
+			n.writeAuthError(w, p, ae)
 			return
 		}
 		writeXRPCError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
@@ -184,12 +201,12 @@ func (n *Network) handleGetSession(w http.ResponseWriter, r *http.Request) {
 // handleCreateRecord accepts a record for the caller's repository and
 // answers its URI, without storing anything: enough for clients to test
 // authenticated procedures with a body.
-func (n *Network) handleCreateRecord(w http.ResponseWriter, r *http.Request) {
-	a, err := n.authenticate(r)
+func (n *Network) handleCreateRecord(w http.ResponseWriter, r *http.Request, p *pdsInstance) {
+	a, err := n.authenticate(r, p)
 	if err != nil {
 		var ae *authError
 		if errors.As(err, &ae) {
-			n.writeAuthError(w, ae)
+			n.writeAuthError(w, p, ae)
 			return
 		}
 		writeXRPCError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
