@@ -147,7 +147,7 @@ func newStore(read, write *sql.DB, opts []Option) (*Store, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), BusyTimeout+5*time.Second)
 	defer cancel()
-	if err := s.migrate(ctx); err != nil {
+	if err := retryBusy(ctx, s.migrate); err != nil {
 		return nil, fmt.Errorf("atauth: sqlitestore: migrate: %w", err)
 	}
 	get, err := read.PrepareContext(ctx, s.q.get)
@@ -169,6 +169,35 @@ func (s *Store) Close() error {
 		return fmt.Errorf("atauth: sqlitestore: close: %w", err)
 	}
 	return nil
+}
+
+// retryBusy runs f until it does not fail with SQLITE_BUSY or ctx ends.
+// Processes opening a new file at once contend for the switch to WAL mode,
+// which SQLite answers with an immediate SQLITE_BUSY rather than waiting
+// out the busy timeout.
+func retryBusy(ctx context.Context, f func(context.Context) error) error {
+	delay := 5 * time.Millisecond
+	for {
+		err := f(ctx)
+		if !isBusy(err) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (or an extended code
+// of it).
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	return errors.As(err, &coded) && coded.Code()&0xff == 5
 }
 
 // migrate applies the migrations the database lacks. BEGIN IMMEDIATE takes
