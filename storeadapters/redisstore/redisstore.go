@@ -65,7 +65,10 @@
 // the retry of an UpdateSession reports ErrConflict, as if another writer
 // had won, and atauth reads the session again and finds its own write; the
 // retry of a CreateSession reports ErrConflict too, and that sign-in fails.
-// Without retries, both report the network error instead. Either way a
+// The retry of a TakeOnce whose GETDEL was applied finds the value gone and
+// reports ErrNotFound: that one sign-in or exchange then fails as expired
+// rather than as an outage. Without retries, all of them report the network
+// error instead. Either way a
 // write is applied whole or not at all: every write is one command or one
 // script.
 package redisstore
