@@ -72,6 +72,11 @@ func TestScopeUpgrade(t *testing.T) {
 	if resp := b.fetch("GET", "/api/email", ""); resp.status != http.StatusOK {
 		t.Errorf("route needing transition:email after the upgrade: got %d", resp.status)
 	}
+	// The PDS shows the email to the upgraded grant.
+	var out struct{ Email string }
+	if err := app.m.PDSClient(app.session(app.m, cookie)).Query(context.Background(), "com.atproto.server.getSession", nil, &out); err != nil || out.Email == "" {
+		t.Errorf("getSession after the upgrade: got email %q, %v; want one", out.Email, err)
+	}
 }
 
 func TestScopeUpgradeRefused(t *testing.T) {

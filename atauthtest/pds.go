@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,66 +123,66 @@ type accessClaims struct {
 }
 
 // authenticate checks a DPoP-bound access token the way an ATProto resource
-// server does, and returns the account it grants.
-func (n *Network) authenticate(r *http.Request, p *pdsInstance) (*account, error) {
+// server does, and returns the account it grants and the token's scope.
+func (n *Network) authenticate(r *http.Request, p *pdsInstance) (*account, string, error) {
 	authz := r.Header.Get("Authorization")
 	scheme, token, _ := strings.Cut(authz, " ")
 	if !strings.EqualFold(scheme, "DPoP") || token == "" {
-		return nil, &authError{code: "invalid_token", desc: `an "Authorization: DPoP <token>" header is required`}
+		return nil, "", &authError{code: "invalid_token", desc: `an "Authorization: DPoP <token>" header is required`}
 	}
 	proof, present, err := n.checkDPoP(r, p.url, p.nonce, "pds:", token)
 	if err != nil {
 		var de *dpopError
 		if errors.As(err, &de) {
-			return nil, &authError{code: de.code(), desc: de.desc}
+			return nil, "", &authError{code: de.code(), desc: de.desc}
 		}
-		return nil, err
+		return nil, "", err
 	}
 	if !present {
-		return nil, &authError{code: "invalid_dpop_proof", desc: "DPoP proof required"}
+		return nil, "", &authError{code: "invalid_dpop_proof", desc: "DPoP proof required"}
 	}
 	payload, err := jws.Verify([]byte(token), jws.WithKey(jwa.ES256, n.publicKey))
 	if err != nil {
-		return nil, &authError{code: "invalid_token", desc: "the access token signature is invalid"}
+		return nil, "", &authError{code: "invalid_token", desc: "the access token signature is invalid"}
 	}
 	var c accessClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, &authError{code: "invalid_token", desc: "the access token claims are malformed"}
+		return nil, "", &authError{code: "invalid_token", desc: "the access token claims are malformed"}
 	}
 	now := n.cfg.now()
 	switch {
 	case c.Iss != n.IssuerURL():
-		return nil, &authError{code: "invalid_token", desc: "the access token has the wrong issuer"}
+		return nil, "", &authError{code: "invalid_token", desc: "the access token has the wrong issuer"}
 	case c.Aud != p.url:
-		return nil, &authError{code: "invalid_token", desc: "the access token has the wrong audience"}
+		return nil, "", &authError{code: "invalid_token", desc: "the access token has the wrong audience"}
 	case !now.Before(time.Unix(c.Exp, 0)):
-		return nil, &authError{code: "invalid_token", desc: "\"exp\" claim timestamp check failed"}
+		return nil, "", &authError{code: "invalid_token", desc: "\"exp\" claim timestamp check failed"}
 	case c.Cnf.JKT == "" || c.Cnf.JKT != proof.jkt:
-		return nil, &authError{code: "invalid_token", desc: "Invalid DPoP key binding"}
+		return nil, "", &authError{code: "invalid_token", desc: "Invalid DPoP key binding"}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	rec := n.accessTokens[token]
 	switch {
 	case rec == nil:
-		return nil, &authError{code: "invalid_token", desc: "unknown access token"}
+		return nil, "", &authError{code: "invalid_token", desc: "unknown access token"}
 	case rec.expired:
-		return nil, &authError{code: "invalid_token", desc: "\"exp\" claim timestamp check failed"}
+		return nil, "", &authError{code: "invalid_token", desc: "\"exp\" claim timestamp check failed"}
 	case !rec.grant.alive(now):
-		return nil, &authError{code: "invalid_token", desc: "the grant of this token has ended"}
+		return nil, "", &authError{code: "invalid_token", desc: "the grant of this token has ended"}
 	}
 	a := n.byDID[c.Sub]
 	if a == nil {
-		return nil, &authError{code: "invalid_token", desc: "unknown account"}
+		return nil, "", &authError{code: "invalid_token", desc: "unknown account"}
 	}
 	if n.accountPDS(a) != p.url {
-		return nil, &authError{code: "AccountDeactivated", desc: "the account has moved to another PDS", status: http.StatusBadRequest}
+		return nil, "", &authError{code: "AccountDeactivated", desc: "the account has moved to another PDS", status: http.StatusBadRequest}
 	}
-	return a, nil
+	return a, c.Scope, nil
 }
 
 func (n *Network) handleGetSession(w http.ResponseWriter, r *http.Request, p *pdsInstance) {
-	a, err := n.authenticate(r, p)
+	a, scope, err := n.authenticate(r, p)
 	if err != nil {
 		var ae *authError
 		if errors.As(err, &ae) {
@@ -191,18 +192,25 @@ func (n *Network) handleGetSession(w http.ResponseWriter, r *http.Request, p *pd
 		writeXRPCError(w, http.StatusInternalServerError, "InternalServerError", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	out := map[string]any{
 		"did":    a.DID,
 		"handle": a.Handle,
 		"active": true,
-	})
+	}
+	// As the reference PDS does, the email is shown only to a token granted
+	// transition:email.
+	if slices.Contains(strings.Fields(scope), "transition:email") {
+		out["email"] = strings.SplitN(a.Handle, ".", 2)[0] + "@example.com"
+		out["emailConfirmed"] = false
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // handleCreateRecord accepts a record for the caller's repository and
 // answers its URI, without storing anything: enough for clients to test
 // authenticated procedures with a body.
 func (n *Network) handleCreateRecord(w http.ResponseWriter, r *http.Request, p *pdsInstance) {
-	a, err := n.authenticate(r, p)
+	a, _, err := n.authenticate(r, p)
 	if err != nil {
 		var ae *authError
 		if errors.As(err, &ae) {
