@@ -71,19 +71,19 @@ func (m *Manager) HandleCallback(ctx context.Context, query url.Values, flowCook
 		return nil, fail(CodeServerError, err)
 	}
 	// From here on a grant exists: every failure revokes it.
-	abandon := func(e *CallbackError) (*CallbackResult, error) {
+	abandon := func(err error) (*CallbackResult, error) {
 		m.revokeToken(ctx, grant, tokens.RefreshToken, tokens.Sub)
-		return nil, e
+		var ce *CallbackError
+		if !errors.As(err, &ce) {
+			ce = &CallbackError{Code: CodeServerError, Err: err}
+		}
+		ce.Kind = flow.Kind
+		return nil, ce
 	}
 
 	handle, pds, err := m.verifyAccount(ctx, flow, tokens.Sub)
 	if err != nil {
-		var ce *CallbackError
-		if errors.As(err, &ce) {
-			ce.Kind = flow.Kind
-			return abandon(ce)
-		}
-		return abandon(fail(CodeServerError, err))
+		return abandon(err)
 	}
 	secrets := m.newSecrets(flow, tokens, pds)
 
@@ -101,12 +101,7 @@ func (m *Manager) HandleCallback(ctx context.Context, query url.Values, flowCook
 		err = fmt.Errorf("atauth: unknown flow kind %q", flow.Kind)
 	}
 	if err != nil {
-		var ce *CallbackError
-		if errors.As(err, &ce) {
-			ce.Kind = flow.Kind
-			return abandon(ce)
-		}
-		return abandon(fail(CodeServerError, err))
+		return abandon(err)
 	}
 
 	if err := m.flowCompleted(ctx, flow.Kind, sess); err != nil {

@@ -245,14 +245,7 @@ func (m *Manager) reissue(ctx context.Context, rec *SessionRecord) (*Session, er
 // active session, under a fresh id. The target is checked before anything
 // ends: a wrong target changes nothing.
 func (m *Manager) LogoutAndSwitch(ctx context.Context, s *Session, targetDID string) (*Session, error) {
-	if err := m.checkManage(s); err != nil {
-		return nil, err
-	}
-	target, err := m.findSwitchTarget(ctx, s, targetDID)
-	if err != nil {
-		return nil, err
-	}
-	next, err := m.reissue(ctx, target)
+	next, err := m.SwitchAccount(ctx, s, targetDID)
 	if err != nil {
 		return nil, err
 	}
