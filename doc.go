@@ -44,7 +44,7 @@
 // group (StartAddAccount, then SwitchAccount, LogoutAndSwitch, LogoutAll),
 // developer tokens with their own grant (StartDeveloperToken,
 // ListDeveloperTokens, RevokeDeveloperToken), and scope upgrades that keep
-// the session id (StartScopeUpgrade, RequireScopes). HTTP-CONTRACT.md in
+// the session id (StartScopeUpgrade, RequireScopes). docs/HTTP-CONTRACT.md in
 // the repository specifies every endpoint; Config.OnFlowComplete lets the
 // app create its own records when a flow completes.
 //

@@ -16,7 +16,7 @@ const maxBodyBytes = 64 << 10
 
 // Handler returns an http.Handler that serves every auth endpoint under
 // Config.PathPrefix, plus /oauth-client-metadata.json and
-// /.well-known/jwks.json, as HTTP-CONTRACT.md specifies. It refuses
+// /.well-known/jwks.json, as docs/HTTP-CONTRACT.md specifies. It refuses
 // cross-origin state-changing requests except from the trusted origins and
 // answers CORS for exactly those origins. Mount it with Register, or route
 // the paths to it yourself.
