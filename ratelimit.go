@@ -16,7 +16,7 @@ import (
 // it for the unauthenticated endpoints (/auth/start, /auth/callback,
 // /auth/exchange) and the flow starters, keyed by client address: never by
 // a credential the client chose, which would give an attacker a fresh bucket
-// per made-up token (plyr's W17).
+// per made-up token.
 type RateLimiter interface {
 	// Allow reports whether a request from key may proceed now; when not,
 	// retryAfter says when one will.
