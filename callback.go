@@ -40,7 +40,7 @@ func (m *Manager) HandleCallback(ctx context.Context, query url.Values, flowCook
 	fail := func(code string, err error) *CallbackError {
 		return &CallbackError{Code: code, Kind: flow.Kind, Err: err}
 	}
-	if flowCookie == "" || !sameHash(hashSecret(flowCookie), flow.BrowserHash) {
+	if !flowCookieMatches(flowCookie, flow.BrowserHash) {
 		return nil, fail(CodeBrowserMismatch, errors.New("atauth: callback from another browser than the one that started the flow"))
 	}
 	if errCode := query.Get("error"); errCode != "" {

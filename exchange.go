@@ -77,7 +77,7 @@ func (m *Manager) Exchange(ctx context.Context, req ExchangeRequest) (*ExchangeR
 	if err := m.openJSON(sealed, key, &rec); err != nil {
 		return nil, err
 	}
-	if req.Browser && !rec.Developer && (req.FlowCookie == "" || !sameHash(hashSecret(req.FlowCookie), rec.BrowserHash)) {
+	if req.Browser && !rec.Developer && !flowCookieMatches(req.FlowCookie, rec.BrowserHash) {
 		return nil, ErrInvalidExchangeToken
 	}
 	sess, err := m.SessionByID(ctx, rec.SessionID)

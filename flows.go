@@ -78,6 +78,33 @@ type flowRecord struct {
 
 func flowKey(state string) string { return "flow:" + hashSecret(state) }
 
+// maxFlowNonces is how many flows one browser may have under way at once
+// (sign-in in one tab, adding an account in another): the flow cookie holds
+// their nonces, newest first, separated by dots.
+const maxFlowNonces = 3
+
+// flowNonces returns the well-formed nonces of a flow cookie's value.
+func flowNonces(cookie string) []string {
+	var out []string
+	for _, n := range strings.SplitN(cookie, ".", maxFlowNonces+1) {
+		if validSecret(n) && len(out) < maxFlowNonces {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// flowCookieMatches reports whether one of the cookie's nonces is the one
+// whose hash a flow recorded.
+func flowCookieMatches(cookie, browserHash string) bool {
+	for _, n := range flowNonces(cookie) {
+		if sameHash(hashSecret(n), browserHash) {
+			return true
+		}
+	}
+	return false
+}
+
 // StartLogin starts signing in the account named by identifier: a handle
 // (with or without a leading @), a DID, or the https URL of a PDS or entryway,
 // where the user then picks the account. It resolves the account, discovers

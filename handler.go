@@ -189,7 +189,10 @@ func (m *Manager) handleExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.setSessionCookie(w, r, res.SessionID, res.Session.ExpiresAt)
-	m.clearCookie(w, r, m.cfg.FlowCookieName)
+	if len(flowNonces(flowCookie)) <= 1 {
+		// No other flow of this browser is under way.
+		m.clearCookie(w, r, m.cfg.FlowCookieName)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"session_id": nil})
 }
 
@@ -425,10 +428,15 @@ func (m *Manager) setSessionCookie(w http.ResponseWriter, r *http.Request, id st
 	})
 }
 
-func (m *Manager) setFlowCookie(w http.ResponseWriter, r *http.Request, value string) {
+// setFlowCookie adds a flow's nonce to the browser's flow cookie, keeping
+// the nonces of its other flows under way.
+func (m *Manager) setFlowCookie(w http.ResponseWriter, r *http.Request, nonce string) {
+	existing, _ := cookieValue(r, m.cfg.FlowCookieName)
+	nonces := append([]string{nonce}, flowNonces(existing)...)
+	nonces = nonces[:min(len(nonces), maxFlowNonces)]
 	http.SetCookie(w, &http.Cookie{
 		Name:     m.cfg.FlowCookieName,
-		Value:    value,
+		Value:    strings.Join(nonces, "."),
 		Path:     "/",
 		MaxAge:   int(flowTTL.Seconds()),
 		HttpOnly: true,

@@ -3,6 +3,7 @@ package atauth_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -273,5 +274,51 @@ func TestCORSForTrustedOriginsOnly(t *testing.T) {
 	})
 	if resp.status != http.StatusUnauthorized {
 		t.Errorf("cross-origin POST from the frontend: got %d %s, want 401 (reached the handler)", resp.status, resp.body)
+	}
+}
+
+// TestTwoFlowsInOneBrowser: a browser may have several flows under way (a
+// sign-in in one tab, another in a second tab); each finishes, and the
+// binding to the browser holds for both.
+func TestTwoFlowsInOneBrowser(t *testing.T) {
+	app := newTestApp(t)
+	b := app.newBrowser()
+	first := b.start("alice.test")
+	second := b.start("bob.test")
+	q2 := b.approveAndReturn(second, app.bob)
+	q1 := b.approveAndReturn(first, app.alice)
+	for _, q := range []url.Values{q2, q1} {
+		if q.Get("exchange_token") == "" {
+			t.Fatalf("callback landed on %v, want an exchange token", q)
+		}
+	}
+	if resp := b.exchange(q2.Get("exchange_token")); resp.status != http.StatusOK {
+		t.Errorf("exchange of the second flow: got %d", resp.status)
+	}
+	if resp := b.exchange(q1.Get("exchange_token")); resp.status != http.StatusOK {
+		t.Errorf("exchange of the first flow: got %d", resp.status)
+	}
+	if got := b.me()["did"]; got != app.alice.DID {
+		t.Errorf("signed in as %v, want alice (the last exchange)", got)
+	}
+	// Another browser still cannot finish either kind of flow.
+	other := app.newBrowser()
+	third := b.start("alice.test")
+	if got := other.approveAndReturn(third, app.alice).Get("auth_error"); got != "browser_mismatch" {
+		t.Errorf("a third flow finished in another browser: got %q, want browser_mismatch", got)
+	}
+}
+
+// TestFlowCookieKeepsThreeFlows: the oldest of four flows under way in one
+// browser can no longer finish there.
+func TestFlowCookieKeepsThreeFlows(t *testing.T) {
+	app := newTestApp(t)
+	b := app.newBrowser()
+	oldest := b.start("alice.test")
+	for range 3 {
+		b.start("alice.test")
+	}
+	if got := b.approveAndReturn(oldest, app.alice).Get("auth_error"); got != "browser_mismatch" {
+		t.Errorf("the oldest of four flows: got %q, want browser_mismatch", got)
 	}
 }
