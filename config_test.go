@@ -127,3 +127,11 @@ func TestConfidentialClientPublishesEveryKey(t *testing.T) {
 		t.Errorf("JWKS %s contains private key material", jwks)
 	}
 }
+
+func TestHostPrefixedCookieNames(t *testing.T) {
+	cfg := validConfig()
+	cfg.CookieName, cfg.FlowCookieName = "__Host-session_id", "__Host-atauth_flow"
+	if _, err := atauth.New(cfg); err != nil {
+		t.Errorf("__Host- cookie names: %v", err)
+	}
+}
