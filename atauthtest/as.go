@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -196,25 +197,44 @@ func (n *Network) handlePAR(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (n *Network) par(w http.ResponseWriter, r *http.Request) error {
+// clientRequest is a form request of an authenticated client with its DPoP
+// proof: what PAR and the token endpoint both start with.
+type clientRequest struct {
+	form  url.Values
+	proof dpopProof
+	c     *client
+	auth  clientAuth
+}
+
+// readClientRequest parses the form, checks the DPoP proof first, as the
+// reference does (the nonce challenge must come before the client assertion
+// is spent), then identifies and authenticates the client.
+func (n *Network) readClientRequest(w http.ResponseWriter, r *http.Request) (*clientRequest, error) {
 	if err := parseForm(w, r); err != nil {
-		return err
+		return nil, err
 	}
-	// DPoP first, as the reference does: the nonce challenge must come before
-	// the client assertion is spent.
 	proof, err := n.requireDPoP(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f := r.PostForm
 	c, err := n.resolveClient(r.Context(), f.Get("client_id"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	auth, err := n.authenticateClient(c, f)
 	if err != nil {
+		return nil, err
+	}
+	return &clientRequest{form: f, proof: proof, c: c, auth: auth}, nil
+}
+
+func (n *Network) par(w http.ResponseWriter, r *http.Request) error {
+	cr, err := n.readClientRequest(w, r)
+	if err != nil {
 		return err
 	}
+	f, proof, c, auth := cr.form, cr.proof, cr.c, cr.auth
 	if f.Has("request_uri") || f.Has("request") {
 		return badRequest("invalid_request", "request_uri and request objects are not allowed in a pushed authorization request")
 	}
@@ -321,22 +341,11 @@ func (n *Network) handleToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Network) token(w http.ResponseWriter, r *http.Request) error {
-	if err := parseForm(w, r); err != nil {
-		return err
-	}
-	proof, err := n.requireDPoP(r)
+	cr, err := n.readClientRequest(w, r)
 	if err != nil {
 		return err
 	}
-	f := r.PostForm
-	c, err := n.resolveClient(r.Context(), f.Get("client_id"))
-	if err != nil {
-		return err
-	}
-	auth, err := n.authenticateClient(c, f)
-	if err != nil {
-		return err
-	}
+	f, proof, c, auth := cr.form, cr.proof, cr.c, cr.auth
 	switch gt := f.Get("grant_type"); gt {
 	case "authorization_code":
 		return n.exchangeCode(w, c, auth, proof, f.Get("code"), f.Get("redirect_uri"), f.Get("code_verifier"))
