@@ -13,6 +13,16 @@ import (
 	"github.com/atauth/atauth"
 )
 
+// aliceSignedIn signs alice in through a browser and returns the app, the
+// browser and her session.
+func aliceSignedIn(t *testing.T, opts ...appOption) (*testApp, *browser, *atauth.Session) {
+	t.Helper()
+	app := newTestApp(t, opts...)
+	b := app.newBrowser()
+	b.login(app.alice)
+	return app, b, app.session(app.m, b.cookie("session_id"))
+}
+
 // session returns the Manager's session for a credential.
 func (app *testApp) session(m *atauth.Manager, id string) *atauth.Session {
 	app.t.Helper()
@@ -46,10 +56,7 @@ func (app *testApp) pdsRequests(urls []string) int {
 }
 
 func TestPDSCall(t *testing.T) {
-	app := newTestApp(t)
-	b := app.newBrowser()
-	b.login(app.alice)
-	s := app.session(app.m, b.cookie("session_id"))
+	app, b, s := aliceSignedIn(t)
 	ctx := context.Background()
 
 	app.out.reset()
@@ -94,10 +101,7 @@ func TestPDSCall(t *testing.T) {
 }
 
 func TestPDSProcedureResendsBodyAfterNonceChallenge(t *testing.T) {
-	app := newTestApp(t)
-	b := app.newBrowser()
-	b.login(app.alice)
-	s := app.session(app.m, b.cookie("session_id"))
+	app, _, s := aliceSignedIn(t)
 	ctx := context.Background()
 	if _, err := getSession(ctx, app.m, s); err != nil {
 		t.Fatal(err)
@@ -114,10 +118,7 @@ func TestPDSProcedureResendsBodyAfterNonceChallenge(t *testing.T) {
 }
 
 func TestPDSClientStaysOnThePDS(t *testing.T) {
-	app := newTestApp(t)
-	b := app.newBrowser()
-	b.login(app.alice)
-	s := app.session(app.m, b.cookie("session_id"))
+	app, _, s := aliceSignedIn(t)
 	_, err := app.m.PDSClient(s).HTTPClient().Get(app.net.IssuerURL() + "/xrpc/com.atproto.server.getSession")
 	if !errors.Is(err, atauth.ErrInvalidInput) {
 		t.Errorf("request to another origin: got %v, want ErrInvalidInput", err)
@@ -134,10 +135,7 @@ func TestPDSClientStaysOnThePDS(t *testing.T) {
 }
 
 func TestRefreshProactiveAndReactive(t *testing.T) {
-	app := newTestApp(t)
-	b := app.newBrowser()
-	b.login(app.alice)
-	s := app.session(app.m, b.cookie("session_id"))
+	app, b, s := aliceSignedIn(t)
 	ctx := context.Background()
 
 	if err := app.m.MarkAccessTokenExpired(ctx, s); err != nil {
@@ -220,10 +218,7 @@ func TestRefreshStorm(t *testing.T) {
 }
 
 func TestRefreshSurvivesAServerError(t *testing.T) {
-	app := newTestApp(t)
-	b := app.newBrowser()
-	b.login(app.alice)
-	s := app.session(app.m, b.cookie("session_id"))
+	app, b, s := aliceSignedIn(t)
 	ctx := context.Background()
 	if err := app.m.MarkAccessTokenExpired(ctx, s); err != nil {
 		t.Fatal(err)
@@ -324,10 +319,7 @@ func TestDeveloperTokenCallsThePDS(t *testing.T) {
 }
 
 func TestLogoutDuringUseEndsPDSAccess(t *testing.T) {
-	app := newTestApp(t)
-	b := app.newBrowser()
-	b.login(app.alice)
-	s := app.session(app.m, b.cookie("session_id"))
+	app, b, s := aliceSignedIn(t)
 	b.fetch("POST", "/auth/logout", "")
 	if _, err := getSession(context.Background(), app.m, s); !errors.Is(err, atauth.ErrSessionExpired) {
 		t.Errorf("PDS call after logout: got %v, want ErrSessionExpired", err)
@@ -338,10 +330,7 @@ func TestLogoutDuringUseEndsPDSAccess(t *testing.T) {
 // authorization server; the next call finds it there instead of failing
 // forever.
 func TestFollowsPDSMigration(t *testing.T) {
-	app := newTestApp(t)
-	b := app.newBrowser()
-	b.login(app.alice)
-	s := app.session(app.m, b.cookie("session_id"))
+	app, _, s := aliceSignedIn(t)
 	ctx := context.Background()
 	if _, err := getSession(ctx, app.m, s); err != nil {
 		t.Fatal(err)
