@@ -260,18 +260,28 @@ func (r *rawScope) done() error {
 	return invalid(r.token, "unknown parameter %q", names[0])
 }
 
+// nsids reads the required list param name (positional allowed), each an
+// NSID or *.
+func (r *rawScope) nsids(name string) ([]string, error) {
+	vals, err := r.list(name, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(vals) == 0 {
+		return nil, invalid(r.token, "%s is required", name)
+	}
+	for _, v := range vals {
+		if v != "*" && !validNSID(v) {
+			return nil, invalid(r.token, "%s %q is not an NSID or *", name, v)
+		}
+	}
+	return vals, nil
+}
+
 func parseRepo(r *rawScope) (Scope, error) {
-	colls, err := r.list("collection", true)
+	colls, err := r.nsids("collection")
 	if err != nil {
 		return Scope{}, err
-	}
-	if len(colls) == 0 {
-		return Scope{}, invalid(r.token, "collection is required")
-	}
-	for _, c := range colls {
-		if c != "*" && !validNSID(c) {
-			return Scope{}, invalid(r.token, "collection %q is not an NSID or *", c)
-		}
 	}
 	names, err := r.list("action", false)
 	if err != nil {
@@ -292,17 +302,9 @@ func parseRepo(r *rawScope) (Scope, error) {
 }
 
 func parseRPC(r *rawScope) (Scope, error) {
-	lxms, err := r.list("lxm", true)
+	lxms, err := r.nsids("lxm")
 	if err != nil {
 		return Scope{}, err
-	}
-	if len(lxms) == 0 {
-		return Scope{}, invalid(r.token, "lxm is required")
-	}
-	for _, l := range lxms {
-		if l != "*" && !validNSID(l) {
-			return Scope{}, invalid(r.token, "lxm %q is not an NSID or *", l)
-		}
 	}
 	aud, ok, err := r.single("aud", false)
 	if err != nil {
